@@ -1,0 +1,1 @@
+"""The outside world: inbound event adapters and outbound action ports."""

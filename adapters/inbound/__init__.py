@@ -1,0 +1,12 @@
+"""Inbound adapters: JSON events, HL7 v2 ADT messages and FHIR R4 resources into `Event`s.
+
+Pure translation: no I/O and no clock. Anything that cannot be accepted raises `InputError`
+with a precise message and location, so the service can keep it as a dead letter and answer the
+sender (HTTP 400/422, or an HL7 NAK built with `ack`).
+"""
+
+from adapters.inbound.fhir import events_from_fhir
+from adapters.inbound.hl7v2 import A04Policy, AckCode, ack, events_from_hl7
+from adapters.inbound.json import events_from_json
+
+__all__ = ["A04Policy", "AckCode", "ack", "events_from_fhir", "events_from_hl7", "events_from_json"]

@@ -1,0 +1,88 @@
+"""JSON events (shared/clinical/PATHWAYS.md) into `Event`s: one event object, or a list.
+
+Every problem of every event is reported, each located: `[2].data.value: Input should be
+greater than 0` for the third event of a list, `data.value: ...` for a single object. A list
+is all or nothing. `action.failed` is refused: only the engine writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from adapters.inbound._common import join_loc, problems_error, problems_of, require_text, short
+from engine.catalogue import Event
+from engine.errors import InputError
+
+__all__ = ["ENGINE_ONLY", "events_from_json"]
+
+#: Event types only the engine may record; an outside sender posting one is refused.
+ENGINE_ONLY = frozenset({"action.failed"})
+
+
+def events_from_json(payload: bytes | str) -> list[Event]:
+    """The events in a JSON payload: an event object, or a list of them (`[]` gives none)."""
+    if isinstance(payload, bytes):
+        try:
+            payload = payload.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 (byte {exc.start})") from None
+    try:
+        document = json.loads(payload.removeprefix("\ufeff"))
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise InputError("not valid JSON: nested too deeply") from None
+    require_text(document)
+    if isinstance(document, dict):
+        items, prefix = [document], None
+    elif isinstance(document, list):
+        items, prefix = document, "[{}]"
+    else:
+        raise InputError(f"expected an event object or a list of them, not {_kind(document)}")
+    problems: list[tuple[str, str]] = []
+    events: list[Event] = []
+    for n, item in enumerate(items):
+        where = prefix.format(n) if prefix else ""
+        try:
+            events.append(_event(item, where))
+        except _Problems as bad:
+            problems.extend(bad.problems)
+    if problems:
+        raise problems_error(problems)
+    return events
+
+
+class _Problems(Exception):
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+
+
+def _event(item: Any, where: str) -> Event:
+    if not isinstance(item, dict):
+        raise _Problems([(where, f"an event is a JSON object, not {_kind(item)}")])
+    event_type = item.get("type")
+    if isinstance(event_type, str) and event_type in ENGINE_ONLY:
+        raise _Problems(
+            [(join_loc(where, "type"), f"{short(event_type)} is recorded by the engine only")]
+        )
+    occurred = item.get("occurred_at")
+    if occurred is not None and not isinstance(occurred, str):
+        # pydantic would take a number as a Unix time; the contract is ISO 8601 with an offset
+        raise _Problems(
+            [(join_loc(where, "occurred_at"), "must be an ISO 8601 string with an offset")]
+        )
+    try:
+        return Event.model_validate(item)
+    except ValidationError as exc:
+        raise _Problems(problems_of(exc, where)) from None
+
+
+def _kind(value: Any) -> str:
+    return {str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )

@@ -1,0 +1,1 @@
+"""Carepath: a rules-driven care-pathway workflow engine."""

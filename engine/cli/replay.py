@@ -1,0 +1,135 @@
+"""`carepath replay` and `carepath audit verify`: the auditor's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+audit_app = typer.Typer(help="Check the audit trail.", no_args_is_help=True)
+
+DbOption = Annotated[str, typer.Option("--db", help="the store (SQLAlchemy URL)")]
+
+
+def _open(db: str) -> Any:
+    from engine.errors import StoreError
+    from engine.store import Store
+
+    try:
+        return Store.open(db)
+    except StoreError as exc:
+        typer.echo(f"carepath: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def replay_command(
+    db: DbOption,
+    patient: Annotated[str | None, typer.Option("--patient", help="one patient's history")] = None,
+    instance: Annotated[
+        str | None, typer.Option("--instance", help="the history of one instance's patient")
+    ] = None,
+    everyone: Annotated[bool, typer.Option("--all", help="every patient's history")] = False,
+    pathway: Annotated[
+        Path | None,
+        typer.Option("--pathway", help="what-if: replay under this pathway version instead"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Re-run recorded inputs through their pinned pathway versions and compare every decision.
+    Exit 0 when identical, 1 at the first divergence (shown side by side)."""
+    if sum((patient is not None, instance is not None, everyone)) != 1:
+        typer.echo("carepath replay: give exactly one of --patient, --instance or --all", err=True)
+        raise typer.Exit(2)
+    store = _open(db)
+    if instance is not None:
+        state = store.instance(instance)
+        if state is None:
+            store.close()
+            typer.echo(f"carepath replay: no instance {instance} in the store", err=True)
+            raise typer.Exit(2)
+        if pathway is not None:
+            patient = state.patient_id  # what-if works on whole patient histories
+    if pathway is not None:
+        try:
+            _what_if(store, pathway, patient, as_json)
+        finally:
+            store.close()
+        return
+    from rich.console import Console
+
+    from engine.replay import replay
+    from engine.replay.render import print_replay, progress_bar
+
+    console = Console()
+    try:
+        with progress_bar(console, disable=as_json) as progress:
+            result = replay(store, patient_id=patient, instance_id=instance, progress=progress)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        print_replay(console, result)
+    raise typer.Exit(0 if result.identical else 1)
+
+
+def _what_if(store: Any, file: Path, patient: str | None, as_json: bool) -> None:
+    from rich.console import Console
+
+    from engine.definition.loader import load_pathway
+    from engine.errors import DefinitionError
+    from engine.replay import what_if
+    from engine.replay.render import print_what_if, progress_bar
+
+    try:
+        candidate = load_pathway(file)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            typer.echo(problem.render(), err=True)
+        raise typer.Exit(2) from None
+    console = Console()
+    with progress_bar(console, disable=as_json) as progress:
+        result = what_if(store, candidate, patient_id=patient, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        print_what_if(console, result)
+
+
+@audit_app.command("verify")
+def verify_command(
+    db: DbOption,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Check the hash chains of the input log and the audit trail. Exit 1 if any record was
+    edited, deleted, inserted or reordered, naming the first."""
+    from engine.store.verify import verify
+
+    store = _open(db)
+    try:
+        reports = verify(store)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "chain": r.chain,
+                        "records": r.records,
+                        "problem": r.problem.as_dict() if r.problem else None,
+                    }
+                    for r in reports
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for report in reports:
+            if report.problem:
+                typer.echo(f"BROKEN {report.problem.render()}")
+            else:
+                typer.echo(f"ok {report.chain}: {report.records} records, chain intact")
+    raise typer.Exit(1 if any(r.problem for r in reports) else 0)

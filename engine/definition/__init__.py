@@ -1,0 +1,1 @@
+"""The pathway language: models, loader, errors."""

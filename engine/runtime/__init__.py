@@ -1,0 +1,1 @@
+"""What runs around the decision core: the input loop, the virtual clock, timers."""

@@ -1,0 +1,1 @@
+"""`carepath serve`: the engine as a background service (HTTP API, MLLP, timers, dispatch)."""

@@ -1,0 +1,636 @@
+"""The store: SQLite (embedded default, WAL) or PostgreSQL (production), through SQLAlchemy.
+
+One writer appends to it. `write(batch)` commits a group of decided inputs in ONE transaction:
+for each input its log record, the instances it changed, its timers, its outbox actions and its
+audit records, all or nothing (group commit: several inputs per transaction, never part of one).
+The hash chains continue across batches; `verify()` walks them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.core import Action, AuditEntry, Decision, InstanceState
+from engine.core.inputs import EventInput, Input, TimerInput
+from engine.definition.model import Pathway
+from engine.errors import StoreError
+from engine.store import schema as t
+from engine.store.chain import AUDIT_FIELDS, GENESIS, INPUT_FIELDS, hashed, link
+from engine.store.migrate import upgrade
+from engine.store.times import to_text
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+def default_url(data_dir: Path = DEFAULT_DATA_DIR) -> str:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir / 'carepath.db'}"
+
+
+@dataclass(slots=True)
+class Recorded:
+    """One input and everything decided for it, ready to be written."""
+
+    input: Input | None  # None for a duplicate
+    kind: str  # event | timer | duplicate
+    input_id: str
+    patient_id: str
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    decided_at: datetime
+    payload: Mapping[str, Any]
+    decision: Decision = field(default_factory=Decision)
+    changed: list[InstanceState] = field(default_factory=list)
+    instance_id: str | None = None
+    seq: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        input_: Input,
+        decided_at: datetime,
+        decision: Decision,
+        changed: list[InstanceState],
+        patient_id: str,
+    ) -> Recorded:
+        if isinstance(input_, EventInput):
+            e = input_.event
+            return cls(
+                input_,
+                "event",
+                e.id,
+                e.patient_id,
+                e.type,
+                e.occurred_at,
+                input_.recorded_at,
+                decided_at,
+                e.model_dump(mode="json"),
+                decision,
+                changed,
+                seq=input_.seq,
+            )
+        assert isinstance(input_, TimerInput)
+        return cls(
+            input_,
+            "timer",
+            input_.input_id,
+            patient_id,
+            input_.timer,
+            input_.due_at,
+            input_.recorded_at,
+            decided_at,
+            input_.as_dict(),
+            decision,
+            changed,
+            instance_id=input_.instance_id,
+            seq=input_.seq,
+        )
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        with engine.connect() as conn:
+            self.last_seq, self.input_hash = _tail(conn, t.inputs, t.inputs.c.seq)
+            self.last_audit, self.audit_hash = _tail(conn, t.audit, t.audit.c.id)
+
+    @classmethod
+    def open(cls, url: str, *, schema: str | None = None) -> Store:
+        """Open (creating or upgrading the schema) the store at `url`."""
+        engine = create_engine(url, schema=schema)
+        try:
+            with engine.begin() as conn:
+                upgrade(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot open the store: {exc}") from exc
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    # -- pathway versions ---------------------------------------------------------------------
+
+    def save_pathways(self, pathways: Iterable[Pathway], now: datetime) -> None:
+        """Record each pathway version; refuse a changed file under an existing version."""
+        with self.engine.begin() as conn:
+            known = {row.key: row for row in conn.execute(sa.select(t.pathway_versions))}
+            for p in pathways:
+                row = known.get(p.key)
+                if row is not None:
+                    if row.source_hash != p.source_hash:
+                        raise StoreError(
+                            f"{p.key} in {p.file} differs from the {p.key} recorded in the "
+                            f"store (from {row.file}): give the changed pathway a new version"
+                        )
+                    continue
+                conn.execute(
+                    t.pathway_versions.insert().values(
+                        key=p.key,
+                        pathway_id=p.id,
+                        version=p.version,
+                        source_hash=p.source_hash,
+                        source_text=p.source_text,
+                        file=p.file,
+                        loaded_at=to_text(now),
+                    )
+                )
+
+    def pathway_sources(self) -> list[tuple[str, str, str]]:
+        """(key, file, YAML text) of every recorded pathway version."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.pathway_versions).order_by(t.pathway_versions.c.key))
+            return [(r.key, r.file, r.source_text) for r in rows]
+
+    # -- reading state back --------------------------------------------------------------------
+
+    def instances(self) -> Iterator[InstanceState]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.instances.c.state).order_by(t.instances.c.last_seq))
+            for row in rows:
+                yield InstanceState.from_dict(json.loads(row.state))
+
+    def clock(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.max(t.inputs.c.decided_at))).scalar()
+        return datetime.fromisoformat(value) if value else None
+
+    def known_event_ids(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                found.update(
+                    conn.execute(
+                        sa.select(t.inputs.c.input_id).where(
+                            t.inputs.c.input_id.in_(chunk), t.inputs.c.kind == "event"
+                        )
+                    ).scalars()
+                )
+        return found
+
+    def inputs(
+        self, *, patient_id: str | None = None, instance_id: str | None = None
+    ) -> Iterator[sa.Row[Any]]:
+        query = sa.select(t.inputs).order_by(t.inputs.c.seq)
+        if patient_id is not None:
+            query = query.where(t.inputs.c.patient_id == patient_id)
+        if instance_id is not None:
+            with self.engine.connect() as conn:
+                patient = conn.execute(
+                    sa.select(t.instances.c.patient_id).where(
+                        t.instances.c.instance_id == instance_id
+                    )
+                ).scalar()
+            query = query.where(t.inputs.c.patient_id == (patient or ""))
+        with self.engine.connect() as conn:
+            yield from conn.execute(query)
+
+    def actions(self, *, patient_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.outbox.c.payload).order_by(t.outbox.c.seq, t.outbox.c.action_id)
+        if patient_id is not None:
+            query = query.where(t.outbox.c.patient_id == patient_id)
+        with self.engine.connect() as conn:
+            rows = [json.loads(p) for p in conn.execute(query).scalars()]
+        return sorted(rows, key=_action_order)
+
+    def audit_records(self, *, patient_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.audit.c.record).order_by(t.audit.c.id)
+        with self.engine.connect() as conn:
+            records = [json.loads(r) for r in conn.execute(query).scalars()]
+        if patient_id is not None:
+            records = [r for r in records if r.get("patient_id") == patient_id]
+        return records
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def write(self, batch: Sequence[Recorded]) -> None:
+        """Commit a batch of decided inputs in one transaction (or none of it)."""
+        if not batch:
+            return
+        seq, input_hash = self.last_seq, self.input_hash
+        audit_id, audit_hash = self.last_audit, self.audit_hash
+        input_rows: list[dict[str, Any]] = []
+        audit_rows: list[dict[str, Any]] = []
+        outbox_rows: list[dict[str, Any]] = []
+        states: dict[str, tuple[InstanceState, int]] = {}
+        timer_final: dict[tuple[str, str], datetime | None] = {}
+        for rec in batch:
+            seq += 1
+            rec.seq = seq
+            row = {
+                "seq": seq,
+                "kind": rec.kind,
+                "input_id": rec.input_id,
+                "patient_id": rec.patient_id,
+                "instance_id": rec.instance_id,
+                "type": rec.type,
+                "occurred_at": to_text(rec.occurred_at),
+                "recorded_at": to_text(rec.recorded_at),
+                "decided_at": to_text(rec.decided_at),
+                "payload": json.dumps(rec.payload, sort_keys=True, separators=(",", ":")),
+            }
+            row["prev_hash"] = input_hash
+            input_hash = row["hash"] = link(input_hash, hashed(row, INPUT_FIELDS))
+            input_rows.append(row)
+            keys = {s.instance_id: s.pathway_key for s in rec.changed}
+            for entry in rec.decision.audit:
+                audit_id += 1
+                arow = _audit_row(audit_id, seq, rec, entry, keys.get(entry.instance_id, ""))
+                arow["prev_hash"] = audit_hash
+                audit_hash = arow["hash"] = link(audit_hash, hashed(arow, AUDIT_FIELDS))
+                audit_rows.append(arow)
+            for action in rec.decision.actions:
+                outbox_rows.append(_outbox_row(seq, action))
+            for state in rec.changed:
+                states[state.instance_id] = (state, seq)
+            for change in rec.decision.timers:
+                timer_final[(change.instance_id, change.timer)] = change.due_at
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(t.inputs.insert(), input_rows)
+                if audit_rows:
+                    conn.execute(t.audit.insert(), audit_rows)
+                if outbox_rows:
+                    conn.execute(t.outbox.insert(), outbox_rows)
+                if states:
+                    self._upsert_instances(conn, states)
+                if timer_final:
+                    self._apply_timers(conn, timer_final)
+                self._set_heads(
+                    conn, [("inputs", seq, input_hash), ("audit", audit_id, audit_hash)]
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"could not commit {len(batch)} input(s): {exc}") from exc
+        self.last_seq, self.input_hash = seq, input_hash
+        self.last_audit, self.audit_hash = audit_id, audit_hash
+
+    def _set_heads(self, conn: Connection, heads: list[tuple[str, int, str]]) -> None:
+        insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(
+            t.chain_heads
+        )
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[t.chain_heads.c.chain],
+                set_={"last": insert.excluded.last, "hash": insert.excluded.hash},
+            ),
+            [{"chain": c, "last": n, "hash": h} for c, n, h in heads],
+        )
+
+    def _upsert_instances(
+        self, conn: Connection, states: Mapping[str, tuple[InstanceState, int]]
+    ) -> None:
+        rows = [
+            {
+                "instance_id": s.instance_id,
+                "pathway_key": s.pathway_key,
+                "pathway_id": s.pathway_key.split("@", 1)[0],
+                "patient_id": s.patient_id,
+                "active": s.active,
+                "enrolled_at": to_text(s.enrolled_at),
+                "last_seq": seq,
+                "state": json.dumps(s.as_dict(), separators=(",", ":")),
+            }
+            for s, seq in states.values()
+        ]
+        insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(t.instances)
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[t.instances.c.instance_id],
+                set_={c: insert.excluded[c] for c in ("active", "last_seq", "state")},
+            ),
+            rows,
+        )
+
+    def _apply_timers(
+        self, conn: Connection, final: Mapping[tuple[str, str], datetime | None]
+    ) -> None:
+        keys = [{"i": i, "k": k} for (i, k) in final]
+        conn.execute(
+            t.timers.delete().where(
+                t.timers.c.instance_id == sa.bindparam("i"), t.timers.c.key == sa.bindparam("k")
+            ),
+            keys,
+        )
+        armed = [
+            {"instance_id": i, "key": k, "due_utc": to_text(due)}
+            for (i, k), due in final.items()
+            if due is not None
+        ]
+        if armed:
+            conn.execute(t.timers.insert(), armed)
+
+    # -- dead letters: inbound payloads that could not be accepted ----------------------------
+
+    def dead_letter(self, source: str, reason: str, payload: str, now: datetime) -> int:
+        """Keep a refused payload, with why, for review and re-submission. Returns its id."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                t.dead_letters.insert().values(
+                    received_at=to_text(now),
+                    source=source,
+                    reason=reason,
+                    payload=payload,
+                    status="held",
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def dead_letters(self, status: str | None = "held") -> list[dict[str, Any]]:
+        query = sa.select(t.dead_letters).order_by(t.dead_letters.c.id)
+        if status is not None:
+            query = query.where(t.dead_letters.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def set_dead_letter_status(
+        self, letter_id: int, status: str, reason: str | None = None
+    ) -> None:
+        values: dict[str, Any] = {"status": status}
+        if reason is not None:
+            values["reason"] = reason
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.dead_letters.update().where(t.dead_letters.c.id == letter_id).values(**values)
+            )
+
+    def instances_of(self, patient_id: str) -> list[InstanceState]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.instances.c.state)
+                .where(t.instances.c.patient_id == patient_id)
+                .order_by(t.instances.c.last_seq)
+            )
+            return [InstanceState.from_dict(json.loads(r.state)) for r in rows]
+
+    def instance(self, instance_id: str) -> InstanceState | None:
+        with self.engine.connect() as conn:
+            state = conn.execute(
+                sa.select(t.instances.c.state).where(t.instances.c.instance_id == instance_id)
+            ).scalar()
+        return InstanceState.from_dict(json.loads(state)) if state else None
+
+    def instance_actions(self, instance_id: str) -> list[dict[str, Any]]:
+        """The instance's actions with their status and outcome."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.outbox)
+                .where(t.outbox.c.instance_id == instance_id)
+                .order_by(t.outbox.c.seq, t.outbox.c.action_id)
+            )
+            out = []
+            for r in rows:
+                action = json.loads(r.payload)
+                action["status"] = r.status
+                action["outcome"] = json.loads(r.outcome) if r.outcome else None
+                out.append(action)
+        return sorted(out, key=_action_order)
+
+    def instance_audit(self, instance_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.audit.c.record)
+                .where(t.audit.c.instance_id == instance_id)
+                .order_by(t.audit.c.id)
+            )
+            return [json.loads(r) for r in rows.scalars()]
+
+    def pending_timers(self) -> list[tuple[str, str, str]]:
+        with self.engine.connect() as conn:
+            return [
+                (r.instance_id, r.key, r.due_utc)
+                for r in conn.execute(
+                    sa.select(t.timers).order_by(
+                        t.timers.c.due_utc, t.timers.c.instance_id, t.timers.c.key
+                    )
+                )
+            ]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    action_id: str
+    pathway_key: str
+    action: dict[str, Any]  # Action.as_dict()
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What carrying out an action came to. `reference` is the outside system's id for it (a
+    booked appointment, a FHIR resource id, a message id)."""
+
+    action_id: str
+    succeeded: bool
+    reference: str | None = None
+    error: str | None = None
+    attempts: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "succeeded": self.succeeded,
+            "reference": self.reference,
+            "error": self.error,
+            "attempts": self.attempts,
+        }
+
+
+class Outbox:
+    """The outbox of a store: actions waiting to be carried out, claimed in batches.
+
+    pending --claim--> running --complete--> succeeded | failed
+    A dispatcher that dies leaves actions `running`; `recover()` puts them back to pending when
+    the next one starts. Every action carries its id as idempotency key, so an action re-run
+    after such a crash has its effect once."""
+
+    def __init__(self, store: Store) -> None:
+        self.engine = store.engine
+
+    def recover(self) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                t.outbox.update().where(t.outbox.c.status == "running").values(status="pending")
+            ).rowcount
+
+    def release(self, action_ids: Sequence[str]) -> int:
+        """Put claimed actions that were not finished (their flow run crashed or was lost) back
+        to pending, for the next claim."""
+        if not action_ids:
+            return 0
+        with self.engine.begin() as conn:
+            return conn.execute(
+                t.outbox.update()
+                .where(t.outbox.c.action_id.in_(list(action_ids)), t.outbox.c.status == "running")
+                .values(status="pending")
+            ).rowcount
+
+    def claim(self, limit: int, now: datetime) -> list[OutboxItem]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(
+                    t.outbox.c.action_id,
+                    t.outbox.c.pathway_key,
+                    t.outbox.c.payload,
+                    t.outbox.c.attempts,
+                )
+                .where(t.outbox.c.status == "pending")
+                .order_by(t.outbox.c.seq, t.outbox.c.action_id)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return []
+            ids = [r.action_id for r in rows]
+            conn.execute(
+                t.outbox.update()
+                .where(t.outbox.c.action_id.in_(ids), t.outbox.c.status == "pending")
+                .values(status="running", attempts=t.outbox.c.attempts + 1, updated_at=to_text(now))
+            )
+        return [
+            OutboxItem(r.action_id, r.pathway_key, json.loads(r.payload), r.attempts + 1)
+            for r in rows
+        ]
+
+    def complete(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        if not outcomes:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.outbox.update()
+                .where(t.outbox.c.action_id == sa.bindparam("aid"))
+                .values(
+                    status=sa.bindparam("st"),
+                    outcome=sa.bindparam("oc"),
+                    updated_at=sa.bindparam("at"),
+                ),
+                [
+                    {
+                        "aid": o.action_id,
+                        "st": "succeeded" if o.succeeded else "failed",
+                        "oc": json.dumps(o.as_dict(), sort_keys=True),
+                        "at": to_text(now),
+                    }
+                    for o in outcomes
+                ],
+            )
+
+    def status(self, action_id: str) -> tuple[str, dict[str, Any] | None] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.outbox.c.status, t.outbox.c.outcome).where(
+                    t.outbox.c.action_id == action_id
+                )
+            ).first()
+        if row is None:
+            return None
+        return row.status, json.loads(row.outcome) if row.outcome else None
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                r.status: r.n
+                for r in conn.execute(
+                    sa.select(t.outbox.c.status, sa.func.count().label("n")).group_by(
+                        t.outbox.c.status
+                    )
+                )
+            }
+
+
+def _tail(conn: Connection, table: sa.Table, order: sa.Column[Any]) -> tuple[int, str]:
+    row = conn.execute(sa.select(order, table.c.hash).order_by(order.desc()).limit(1)).first()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+
+def _action_order(action: Mapping[str, Any]) -> tuple[str, int]:
+    _, _, n = str(action["id"]).rpartition(".")
+    return (action["fired_at"], int(n) if n.isdigit() else 0)
+
+
+def _audit_row(
+    audit_id: int, seq: int, rec: Recorded, entry: AuditEntry, pathway_key: str
+) -> dict[str, Any]:
+    record = entry.as_dict()
+    record.update(
+        {
+            "seq": seq,
+            "pathway": pathway_key,
+            "patient_id": rec.patient_id,
+            "input": rec.input_id,
+            "input_type": rec.type,
+            "occurred_at": to_text(rec.occurred_at),
+            "recorded_at": to_text(rec.recorded_at),
+            "decided_at": to_text(rec.decided_at),
+        }
+    )
+    return {
+        "id": audit_id,
+        "seq": seq,
+        "instance_id": entry.instance_id,
+        "pathway_key": pathway_key,
+        "kind": entry.kind,
+        "rule": entry.rule,
+        "record": json.dumps(record, sort_keys=True, separators=(",", ":")),
+    }
+
+
+def _outbox_row(seq: int, action: Action) -> dict[str, Any]:
+    carried_out = action.action not in ("enrol", "exit")
+    return {
+        "action_id": action.id,
+        "seq": seq,
+        "instance_id": action.instance_id,
+        "patient_id": action.patient_id,
+        "pathway_key": f"{action.pathway}@{action.pathway_version}",
+        "action": action.action,
+        "payload": json.dumps(action.as_dict(), separators=(",", ":")),
+        "status": "pending" if carried_out else "recorded",
+        "attempts": 0,
+    }
+
+
+def create_engine(url: str, *, schema: str | None = None) -> Engine:
+    """An SQLAlchemy engine for our store: SQLite in WAL mode with full sync, or PostgreSQL
+    (optionally in its own schema, which is created if missing)."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    kwargs: dict[str, Any] = {}
+    if schema:
+        kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
+        bootstrap = sa.create_engine(url)
+        with bootstrap.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        bootstrap.dispose()
+    return sa.create_engine(url, **kwargs)

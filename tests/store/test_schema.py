@@ -1,0 +1,131 @@
+"""The schema: Alembic creates it on an empty database, re-opening changes nothing, and a
+migration that fails half way leaves nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from engine.errors import StoreError
+from engine.store import Store
+from engine.store import schema as t
+from engine.store.chain import GENESIS
+from engine.store.migrate import MIGRATIONS
+
+TABLES = {
+    "alembic_version",
+    "audit",
+    "chain_heads",
+    "dead_letters",
+    "inputs",
+    "instances",
+    "outbox",
+    "pathway_versions",
+    "timers",
+}
+
+
+def _head() -> str:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def _version(store: Store) -> str | None:
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def test_open_creates_the_schema_on_an_empty_database(store_url: str) -> None:
+    bare = sa.create_engine(store_url)
+    assert sa.inspect(bare).get_table_names() == []
+    bare.dispose()
+
+    store = Store.open(store_url)
+    try:
+        assert set(sa.inspect(store.engine).get_table_names()) == TABLES
+        assert _version(store) == _head()
+        with store.engine.connect() as conn:
+            # what the migration made is what schema.py describes, on this dialect too
+            assert compare_metadata(MigrationContext.configure(conn), t.metadata) == []
+        assert (store.last_seq, store.input_hash) == (0, GENESIS)
+        assert (store.last_audit, store.audit_hash) == (0, GENESIS)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine sends while the fixture is active."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement.strip().split(None, 1)[0].upper())
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    yield seen
+    sa.event.remove(sa.Engine, "before_cursor_execute", record)
+
+
+def test_reopening_is_a_no_op_upgrade(store_url: str, statements: list[str]) -> None:
+    store = Store.open(store_url)
+    store.dead_letter("json", "kept across opens", "{}", _now())
+    store.close()
+    statements.clear()
+
+    again = Store.open(store_url)
+    try:
+        assert statements, "the re-open should at least read the version"
+        assert set(statements) <= {"SELECT", "PRAGMA", "BEGIN", "SHOW"}, statements
+        assert _version(again) == _head()
+        assert [d["reason"] for d in again.dead_letters()] == ["kept across opens"]
+    finally:
+        again.close()
+
+
+def test_a_migration_that_fails_half_way_leaves_no_tables(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash (here: an error) after some tables were created must not leave a schema that no
+    later open can get past: the whole upgrade is one transaction, on SQLite too."""
+    create_table = Operations.create_table
+    made: list[str] = []
+
+    def fail_on_the_third(self: Operations, name: str, *args: Any, **kwargs: Any) -> Any:
+        if len(made) == 2:
+            raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("power cut"))
+        made.append(name)
+        return create_table(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Operations, "create_table", fail_on_the_third)
+    with pytest.raises(StoreError, match="power cut"):
+        Store.open(store_url)
+    assert len(made) == 2
+    bare = sa.create_engine(store_url)
+    assert sa.inspect(bare).get_table_names() == []
+    bare.dispose()
+
+    monkeypatch.undo()
+    store = Store.open(store_url)
+    try:
+        assert set(sa.inspect(store.engine).get_table_names()) == TABLES
+        assert _version(store) == _head()
+    finally:
+        store.close()
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime(2026, 3, 1, tzinfo=UTC)
