@@ -22,6 +22,10 @@ Printed per size, as medians over `--rounds` fresh engines fed the same events:
   instance states, each object counted once) / instances; and the same deep size for
   instances that hold a full 14-day window of daily weights (the steady state of a long run).
 
+Targets (issue 3): >= 15,000 events/s at 100,000 instances (the events/s target applies from
+100,000 instances up), and <= 4 KiB of our state per instance (both the deep size after the run
+and with a full 14-day window). Exits 1 when a target is missed.
+
 `--digest` prints a SHA-256 of every decision (actions and audit, as JSON) and of the final
 instance states, so that an optimisation can be checked to decide exactly the same.
 """
@@ -47,6 +51,9 @@ from bench.workload import Population, days_for, load_registry, mix
 from engine.catalogue import Event
 from engine.core import Decision
 from engine.runtime.memory import MemoryEngine
+
+#: events/s from this many active instances up; bytes of our state per instance
+RATE_TARGET, RATE_FROM, STATE_TARGET = 15_000.0, 100_000, 4096
 
 
 def rss_bytes() -> int:
@@ -290,6 +297,7 @@ def main() -> int:
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
           f"on {os.cpu_count()} cores", flush=True)
     if len(args.instances) > 1:
+        failed = False
         for size in args.instances:
             argv = [a for a in sys.argv[1:]]
             i = argv.index("--instances") if "--instances" in argv else None
@@ -299,15 +307,22 @@ def main() -> int:
                     j += 1
                 del argv[i:j]
             code = subprocess.call([sys.executable, __file__, *argv, "--instances", str(size)])
-            if code:
-                return code
-        return 0
+            failed = failed or code != 0
+        return 1 if failed else 0
     result = one_size(args, args.instances[0])
     result["load"] = os.getloadavg()
     if args.json:
         with open(args.json, "a") as out:
             out.write(json.dumps(result) + "\n")
-    return 0
+    missed = []
+    if result["instances"] >= RATE_FROM and result["events_per_s"] < RATE_TARGET:
+        missed.append(f"{result['events_per_s']:,.0f} events/s < {RATE_TARGET:,.0f}")
+    for name in ("state_per_instance", "state_per_instance_full_window"):
+        if result[name] > STATE_TARGET:
+            missed.append(f"{name} {result[name]:,.0f} B > {STATE_TARGET:,} B")
+    print(f"  targets: {'MISSED: ' + '; '.join(missed) if missed else 'met'} (load "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})", flush=True)
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
