@@ -131,7 +131,7 @@ def create_app(service: Any) -> FastAPI:
         except json.JSONDecodeError as exc:
             return refuse("fhir", f"not valid JSON: {exc.msg} (line {exc.lineno})", body, 400)
         try:
-            events = events_from_fhir(resource)
+            events = events_from_fhir(resource, default_tz=settings.zone)
         except InputError as exc:
             return refuse("fhir", str(exc), body, 422)
         return JSONResponse(await accept("fhir", events), status_code=202)

@@ -21,5 +21,5 @@ def parse_payload(source: str, text: str, default_tz: tzinfo) -> list[Event]:
             resource = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"not valid JSON: {exc.msg} (line {exc.lineno})") from None
-        return list(events_from_fhir(resource))
+        return list(events_from_fhir(resource, default_tz=default_tz))
     raise InputError(f"unknown source '{source}'")

@@ -97,7 +97,8 @@ class Settings(BaseSettings):
     pathways: Path = Path("pathways")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    default_timezone: str = "UTC"  # for HL7 v2 timestamps without an offset
+    # the zone of HL7 v2 timestamps without an offset and of FHIR dates without a time
+    default_timezone: str = "UTC"
     holidays: list[date] = Field(default_factory=list)
     tokens: list[Token] = Field(default_factory=list)
     insecure_dev: bool = False

@@ -153,3 +153,27 @@ def test_no_patient_data_in_the_logs(api: tuple[TestClient, Any],
     assert "e-log" in caplog.text
     for secret in ("St Elsewhere", "Jane Doe", "I50.9"):
         assert secret not in caplog.text
+
+
+def test_fhir_dates_without_a_time_are_placed_in_the_deployment_zone(tmp_path: Path) -> None:
+    settings = load_settings(
+        None, db=f"sqlite:///{tmp_path / 'zone.db'}", pathways=ROOT / "pathways",
+        data_dir=tmp_path / "data", dispatch=False, default_timezone="Asia/Tokyo",
+        tokens=[{"name": r, "role": r, "sha256": hashlib.sha256(t.encode()).hexdigest()}
+                for r, t in TOKENS.items()],
+    )
+    diabetes = {
+        "resourceType": "Condition", "id": "c-1",
+        "verificationStatus": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+            "code": "confirmed"}]},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}]},
+        "subject": {"reference": "Patient/p9"},
+        "recordedDate": "2026-02-01",
+    }
+    _, app = build_app(settings)
+    with TestClient(app) as client:
+        assert client.post("/fhir", json=diabetes, headers=auth("ingest")).status_code == 202
+        (instance,) = client.get("/patients/p9/pathways", headers=auth("clinician")).json()
+    # midnight in Tokyo, not midnight UTC (nine hours later)
+    assert instance["enrolled_at"] == "2026-02-01T00:00:00+09:00"
