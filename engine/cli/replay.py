@@ -102,34 +102,44 @@ def _what_if(store: Any, file: Path, patient: str | None, as_json: bool) -> None
 def verify_command(
     db: DbOption,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchor",
+            help="the saved output of an earlier `audit verify --json`: its heads must still be "
+            "in the chains, unchanged",
+        ),
+    ] = None,
 ) -> None:
     """Check the hash chains of the input log and the audit trail. Exit 1 if any record was
-    edited, deleted, inserted or reordered, naming the first."""
-    from engine.store.verify import verify
+    edited, deleted, inserted or reordered, naming the first.
 
+    Each chain's head (its last record and hash) is printed: keep it outside the database and
+    pass it back with --anchor to prove that history up to it was not rewritten wholesale."""
+    from engine.store.verify import anchors_from_reports, verify
+
+    anchors = []
+    if anchor is not None:
+        try:
+            anchors = anchors_from_reports(json.loads(anchor.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            typer.echo(f"carepath audit verify: {anchor}: not an `audit verify --json` output "
+                       f"({type(exc).__name__}: {exc})", err=True)
+            raise typer.Exit(2) from None
     store = _open(db)
     try:
-        reports = verify(store)
+        reports = verify(store, anchors)
     finally:
         store.close()
     if as_json:
-        typer.echo(
-            json.dumps(
-                [
-                    {
-                        "chain": r.chain,
-                        "records": r.records,
-                        "problem": r.problem.as_dict() if r.problem else None,
-                    }
-                    for r in reports
-                ],
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
         for report in reports:
             if report.problem:
                 typer.echo(f"BROKEN {report.problem.render()}")
             else:
                 typer.echo(f"ok {report.chain}: {report.records} records, chain intact")
+        for report in reports:
+            if report.head and not report.problem:
+                typer.echo(f"head {report.chain} {report.head.record} {report.head.hash}")
     raise typer.Exit(1 if any(r.problem for r in reports) else 0)

@@ -179,14 +179,7 @@ def create_app(service: Any) -> FastAPI:
         reports = await asyncio.to_thread(verify, service.store)
         return {
             "intact": not any(r.problem for r in reports),
-            "chains": [
-                {
-                    "chain": r.chain,
-                    "records": r.records,
-                    "problem": r.problem.as_dict() if r.problem else None,
-                }
-                for r in reports
-            ],
+            "chains": [r.as_dict() for r in reports],
         }
 
     @app.get("/metrics", dependencies=any_role)

@@ -3,7 +3,7 @@ deleted, inserted or reordered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,13 +34,45 @@ class ChainProblem:
 
 
 @dataclass(frozen=True, slots=True)
+class Anchor:
+    """A chain's head as seen by an earlier `audit verify`, kept outside the database (a ticket,
+    a signed e-mail, a WORM bucket). The chain cannot prove on its own that it was not rewritten
+    from the start by someone able to recompute every hash; a head kept elsewhere can."""
+
+    chain: str
+    record: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChainReport:
     chain: str
     records: int
     problem: ChainProblem | None
+    head: Anchor | None = None  # the last record as it is now (None for an empty chain)
+
+    def as_dict(self) -> dict[str, Any]:
+        head = {"record": self.head.record, "hash": self.head.hash} if self.head else None
+        problem = self.problem.as_dict() if self.problem else None
+        return {"chain": self.chain, "records": self.records, "problem": problem, "head": head}
 
 
-def verify(store: Store) -> list[ChainReport]:
+def anchors_from_reports(reports: Any) -> list[Anchor]:
+    """Anchors from the output of an earlier `audit verify --json`; ValueError for anything
+    else."""
+    if not isinstance(reports, list) or not all(isinstance(r, dict) for r in reports):
+        raise ValueError("expected a list of chain reports")
+    return [
+        Anchor(r["chain"], int(r["head"]["record"]), str(r["head"]["hash"]))
+        for r in reports
+        if r.get("head")
+    ]
+
+
+def verify(store: Store, anchors: Sequence[Anchor] = ()) -> list[ChainReport]:
+    """Walk both chains; with `anchors`, also check that each anchored record is still there with
+    the hash it had (history up to an anchor cannot be rewritten, even consistently)."""
+    pinned = {a.chain: a for a in anchors}
     with store.engine.connect() as conn:
         heads = {r.chain: (r.last, r.hash) for r in conn.execute(sa.select(t.chain_heads))}
         out = []
@@ -51,11 +83,35 @@ def verify(store: Store) -> list[ChainReport]:
             rows = list(conn.execute(sa.select(table).order_by(key)))
             ident = "seq" if name == "inputs" else "id"
             head = heads.get(name)
-            problem = _walk(name, ident, rows, fields, head[0] if head else None) or _check_head(
-                name, ident, rows, head
+            problem = (
+                _walk(name, ident, rows, fields, head[0] if head else None)
+                or _check_head(name, ident, rows, head)
+                or _check_anchor(name, ident, rows, pinned.get(name))
             )
-            out.append(ChainReport(name, len(rows), problem))
+            now = Anchor(name, getattr(rows[-1], ident), rows[-1].hash) if rows else None
+            out.append(ChainReport(name, len(rows), problem, now))
     return out
+
+
+def _check_anchor(
+    chain: str, ident: str, rows: list[Any], anchor: Anchor | None
+) -> ChainProblem | None:
+    if anchor is None:
+        return None
+    row = next((r for r in rows if getattr(r, ident) == anchor.record), None)
+    if row is None:
+        return ChainProblem(
+            chain, anchor.record, "deleted", f"the anchored record {anchor.record} is gone"
+        )
+    if row.hash != anchor.hash:
+        return ChainProblem(
+            chain,
+            anchor.record,
+            "edited",
+            f"record {anchor.record} no longer has its anchored hash: the chain up to it was "
+            "rewritten",
+        )
+    return None
 
 
 def _walk(

@@ -177,3 +177,14 @@ def test_fhir_dates_without_a_time_are_placed_in_the_deployment_zone(tmp_path: P
         (instance,) = client.get("/patients/p9/pathways", headers=auth("clinician")).json()
     # midnight in Tokyo, not midnight UTC (nine hours later)
     assert instance["enrolled_at"] == "2026-02-01T00:00:00+09:00"
+
+
+def test_audit_verify_reports_intact_chains_and_their_heads(api: tuple[TestClient, Any]) -> None:
+    client, _ = api
+    client.post("/events", json=DISCHARGE, headers=auth("ingest"))
+    report = client.get("/audit/verify", headers=auth("auditor")).json()
+    assert report["intact"] is True
+    chains = {c["chain"]: c for c in report["chains"]}
+    assert chains["inputs"]["records"] == 1 and chains["inputs"]["head"]["record"] == 1
+    assert chains["audit"]["records"] >= 1
+    assert all(len(c["head"]["hash"]) == 64 and c["problem"] is None for c in chains.values())

@@ -106,9 +106,12 @@ def test_verify_passes_an_intact_store(
     result = cli("audit", "verify", "--db", store_url)
     assert result.exit_code == 0, result.stdout
     inputs, audit = Chain(recorded, "inputs").last(), Chain(recorded, "audit").last()
+    heads = {c: Chain(recorded, c).rows()[-1]["hash"] for c in ("inputs", "audit")}
     assert result.stdout.splitlines() == [
         f"ok inputs: {inputs} records, chain intact",
         f"ok audit: {audit} records, chain intact",
+        f"head inputs {inputs} {heads['inputs']}",
+        f"head audit {audit} {heads['audit']}",
     ]
     code, reports = verify(cli, store_url)
     assert code == 0
@@ -169,3 +172,68 @@ def test_verify_names_the_tampered_record_and_what_was_done(
     assert text.exit_code == 1
     assert f"BROKEN {chain} record {record}: {kind}: " in text.stdout
     assert f"ok {other}: " in text.stdout
+
+
+def rewrite(chain: Chain, number: int) -> None:
+    """Edit record `number` and recompute every hash from there on, and the chain's recorded head:
+    what someone with write access to the whole database and our source code could do."""
+    chain.edit(number)
+    prev = None
+    for row in chain.rows():
+        if row[chain.key.name] >= number:
+            row["prev_hash"] = prev
+            row["hash"] = link(prev, hashed(row, chain.fields))
+            chain.execute(
+                chain.table.update()
+                .where(chain.key == row[chain.key.name])
+                .values(prev_hash=row["prev_hash"], hash=row["hash"])
+            )
+        prev = row["hash"]
+    chain.execute(
+        t.chain_heads.update().where(t.chain_heads.c.chain == chain.table.name).values(hash=prev)
+    )
+
+
+@pytest.mark.parametrize("chain", ["inputs", "audit"])
+def test_an_anchor_kept_elsewhere_catches_a_consistent_rewrite(
+    recorded: Store,
+    store_url: str,
+    cli: Callable[..., Result],
+    history: list[Event],
+    registry: Registry,
+    tmp_path: Any,
+    chain: str,
+) -> None:
+    saved = cli("audit", "verify", "--db", store_url, "--json")
+    assert saved.exit_code == 0
+    anchor = tmp_path / "anchor.json"
+    anchor.write_text(saved.stdout, encoding="utf-8")
+    anchored = {r["chain"]: r["head"]["record"] for r in json.loads(saved.stdout)}
+
+    # history goes on after the anchor was taken: still verified
+    DurableEngine(recorded, registry).submit_many(
+        [e.model_copy(update={"id": f"{e.id}-later"}) for e in history[-3:]]
+    )
+    later = cli("audit", "verify", "--db", store_url, "--anchor", str(anchor))
+    assert later.exit_code == 0, later.stdout
+
+    target = Chain(recorded, chain)
+    rewrite(target, 2)
+    # the chain alone cannot tell: every hash was recomputed
+    assert cli("audit", "verify", "--db", store_url).exit_code == 0
+    code = cli("audit", "verify", "--db", store_url, "--anchor", str(anchor), "--json")
+    problem = {r["chain"]: r["problem"] for r in json.loads(code.stdout)}[chain]
+    assert code.exit_code == 1
+    assert problem["record"] == anchored[chain]
+    assert problem["kind"] == "edited"
+    assert "rewritten" in problem["message"]
+
+
+def test_an_anchor_that_is_not_verify_output_is_refused(
+    recorded: Store, store_url: str, cli: Callable[..., Result], tmp_path: Any
+) -> None:
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text('{"head": 1}', encoding="utf-8")
+    result = cli("audit", "verify", "--db", store_url, "--anchor", str(bogus))
+    assert result.exit_code == 2
+    assert "not an `audit verify --json` output" in result.stderr
