@@ -66,6 +66,16 @@ REPLAY_TARGET = 50_000.0
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def written() -> int:
+    """Bytes this process has handed to write() so far (SQLite's WAL and checkpoints are
+    written in-process; PostgreSQL's writes happen in the server and are not counted)."""
+    with open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    return 0
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -175,10 +185,11 @@ def ingest(
     feed = via_engine if via == "engine" else via_service
     print(f"  {kind}, via {via} (load {load()})", flush=True)
     enrolled = timed(lambda: feed(engine, enrol, args.batch), None, "")
-    before = opened.store.last_seq
+    before, wrote, cpu = opened.store.last_seq, written(), time.process_time()
     elapsed = timed(lambda: feed(engine, steady, args.batch), args.profile,
                     f"{kind}.{via}")
     inputs = opened.store.last_seq - before
+    wrote, cpu = written() - wrote, time.process_time() - cpu
     active = sum(1 for s in engine.memory.instances.values() if s.active)
     rate = len(steady) / elapsed
     counts = opened.counts()
@@ -186,14 +197,18 @@ def ingest(
           f"({len(enrol):,} in {enrolled:.1f} s)\n"
           f"    steady:    {rate:,.0f} events/s ({len(steady):,} events in {elapsed:.1f} s; "
           f"{inputs / elapsed:,.0f} inputs/s with {inputs - len(steady):,} timer firings), "
-          f"{active:,} active instances\n"
+          f"{active:,} active instances; {len(steady) / cpu:,.0f} per CPU second of this "
+          f"process" + (f"; {wrote / len(steady) / 1024:,.1f} KiB written per event"
+                        if kind == "sqlite" else "") + "\n"
           f"    stored: {', '.join(f'{k} {v:,}' for k, v in counts.items())}; "
           f"{opened.size()} (load {load()})", flush=True)
     result: dict[str, Any] = {
         "store": kind, "via": via, "instances": len(engine.memory.instances),
         "active": active, "enrol_events": len(enrol), "steady_events": len(steady),
         "enrolments_per_s": len(enrol) / enrolled, "events_per_s": rate,
-        "inputs_per_s": inputs / elapsed, "counts": counts, "target": TARGETS[kind],
+        "inputs_per_s": inputs / elapsed, "events_per_cpu_s": len(steady) / cpu,
+        "bytes_written_per_event": wrote / len(steady) if kind == "sqlite" else None,
+        "counts": counts, "target": TARGETS[kind],
     }
     return result
 

@@ -61,11 +61,17 @@ class DurableEngine:
         self._decided.append(decision)
 
     def submit_many(
-        self, events: Sequence[Event], received_at: datetime | None = None
+        self,
+        events: Sequence[Event],
+        received_at: datetime | None = None,
+        known: set[str] | None = None,
     ) -> list[Decision]:
-        """Decide a group of events and commit it; returns the decisions once durable."""
+        """Decide a group of events and commit it; returns the decisions once durable.
+
+        `known`: the ids of `events` the store already holds, when the caller has just asked
+        the store (the service's writer does, to answer duplicates); otherwise asked here."""
         ids = [e.id for e in events]
-        self.memory.seen = self.store.known_event_ids(ids)
+        self.memory.seen = set(known) if known is not None else self.store.known_event_ids(ids)
         for event in events:
             self.memory.submit(event, received_at)
         return self.flush()

@@ -112,7 +112,7 @@ class Ingestor:
         events = [e for job in jobs for e in job.events]
         try:
             known = self.engine.store.known_event_ids([e.id for e in events])
-            decided = self.engine.submit_many(events, received_at=self.clock())
+            decided = self.engine.submit_many(events, received_at=self.clock(), known=known)
         except Exception as exc:
             log.error("could not commit %d event(s): %s", len(events), type(exc).__name__)
             for job in jobs:
