@@ -40,7 +40,10 @@ from engine.flows.settings import DEFAULT_MAX_WORKERS
 from engine.store import Outcome
 
 #: Where results would go: nowhere, as nothing is persisted. Naming a storage spares every flow
-#: run a call asking the server for its default storage (with a client Prefect never closes).
+#: run a call asking the server for its default storage: without one, Prefect 3.8.8's
+#: `prefect.results._aread_server_default_result_storage_block_id` opens a `get_client()` it
+#: never closes, and its sockets to the server leak (ResourceWarning: unclosed socket, which the
+#: test suite turns into errors). Checked: removing this brings the warnings back.
 UNUSED_RESULT_STORAGE = Path("data/prefect/unused-results")
 
 #: the module deployments import flows from (see engine/flows/entry.py)
