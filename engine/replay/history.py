@@ -48,12 +48,18 @@ def as_input(row: Any) -> Input | None:
     return None
 
 
-def recorded_decisions(
+def recorded_texts(
     store: Store, seqs: list[int]
-) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
-    """Recorded actions and audit records, by the input sequence that decided them."""
-    actions: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    audits: dict[int, list[dict[str, Any]]] = defaultdict(list)
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """Recorded actions and audit records as stored (JSON text), by the input sequence that
+    decided them; audit records in the order they were written, actions not yet in decided
+    order (see `decode_actions`).
+
+    Kept as text and decoded one input at a time while replaying: decoded up front, a history
+    of 100,000 instances held a million small dicts for the whole replay, and the garbage
+    collector walked them over and over (bench/ingest_speed.py); strings are not tracked."""
+    actions: dict[int, list[str]] = defaultdict(list)
+    audits: dict[int, list[str]] = defaultdict(list)
     if not seqs:
         return actions, audits
     low, high = min(seqs), max(seqs)
@@ -63,17 +69,35 @@ def recorded_decisions(
             sa.select(t.outbox.c.seq, t.outbox.c.payload).where(t.outbox.c.seq.between(low, high))
         ):
             if row.seq in wanted:
-                actions[row.seq].append(json.loads(row.payload))
+                actions[row.seq].append(row.payload)
         for row in conn.execute(
             sa.select(t.audit.c.seq, t.audit.c.record)
             .where(t.audit.c.seq.between(low, high))
             .order_by(t.audit.c.id)
         ):
             if row.seq in wanted:
-                audits[row.seq].append(json.loads(row.record))
-    for seq in actions:
-        actions[seq].sort(key=_decided_order)
+                audits[row.seq].append(row.record)
     return actions, audits
+
+
+def decode_actions(texts: list[str]) -> list[dict[str, Any]]:
+    """One input's recorded actions, decoded, in the order the core decided them."""
+    return sorted((json.loads(text) for text in texts), key=_decided_order)
+
+
+def decode_audit(texts: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(text) for text in texts]
+
+
+def recorded_decisions(
+    store: Store, seqs: list[int]
+) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
+    """Recorded actions and audit records, decoded, by the input sequence that decided them."""
+    actions, audits = recorded_texts(store, seqs)
+    return (
+        defaultdict(list, {seq: decode_actions(texts) for seq, texts in actions.items()}),
+        defaultdict(list, {seq: decode_audit(texts) for seq, texts in audits.items()}),
+    )
 
 
 def _decided_order(action: dict[str, Any]) -> tuple[str, int]:

@@ -13,7 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from engine.core import Decision, EventInput, InstanceState, TimerInput, route
-from engine.replay.history import as_input, pinned_registry, recorded_decisions
+from engine.replay.history import (
+    as_input,
+    decode_actions,
+    decode_audit,
+    pinned_registry,
+    recorded_texts,
+)
 from engine.store import Store
 
 _AUDIT_KEYS = ("instance_id", "kind", "rule", "action_ids", "facts", "note")
@@ -87,7 +93,7 @@ def replay(
     """Re-decide the recorded inputs of one patient, one instance's patient, or everyone."""
     registry = pinned_registry(store)
     rows = list(store.inputs(patient_id=patient_id, instance_id=instance_id))
-    recorded_actions, recorded_audit = recorded_decisions(store, [r.seq for r in rows])
+    recorded_actions, recorded_audit = recorded_texts(store, [r.seq for r in rows])
     result = ReplayResult()
     instances: dict[str, InstanceState] = {}
     latest: dict[tuple[str, str], str] = {}
@@ -117,8 +123,8 @@ def replay(
             result,
             row,
             decision,
-            recorded_actions.get(row.seq, []),
-            recorded_audit.get(row.seq, []),
+            decode_actions(recorded_actions.get(row.seq, [])),
+            decode_audit(recorded_audit.get(row.seq, [])),
             keep_timeline,
         ):
             break
