@@ -12,8 +12,13 @@ idempotency key makes the abandoned call harmless. The flow returns one `Outcome
 in order: succeeded with the external reference, or failed after its retries with the error.
 One action failing never fails the others, nor the flow run.
 
-Run names and tags carry the action type, the action id (`i-<instance>.<n>`), the instance and
-the pathway version; never a patient id, a name or a payload.
+Run names carry the pathway version (the flow's name), the action type (the task's name) and the
+action id (`i-<instance>.<n>`, so the instance too); with `tag_runs` (the default), task runs are
+also tagged `pathway:<key>`, `action:<type>` and `instance:<id>`. Never a patient id, a name or
+a payload. Tags cost a server call per task run: Prefect checks every tag of a task run against
+its tag concurrency limits (`POST /v2/concurrency_limits/increment-with-lease`, a new client
+each time), which on the SQLite-backed embedded server also stalls on 'database is locked'.
+The embedded default therefore runs untagged (engine/flows/runners.LocalFlows; docs/prefect.md).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from prefect import Flow, Task, flow, tags, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.runtime import task_run
+from prefect.utilities.annotations import quote
 
 from adapters.registry import PortRegistry
 from engine.definition.model import Pathway
@@ -124,12 +130,12 @@ async def _carry_out(action_id: str, action: dict[str, Any]) -> tuple[str | None
     return reference, int(task_run.run_count or 1)
 
 
-def _task(pathway: Pathway, spec: TaskSpec) -> CarryTask:
+def _task(pathway: Pathway, spec: TaskSpec, tag_runs: bool) -> CarryTask:
     return task(
         name=spec.name,
         task_run_name=f"{spec.name} {{action_id}}",
         description=f"{spec.name} for {pathway.key}",
-        tags=[f"pathway:{pathway.key}", f"action:{spec.name}"],
+        tags=[f"pathway:{pathway.key}", f"action:{spec.name}"] if tag_runs else None,
         retries=spec.retries,
         retry_delay_seconds=spec.retry_delay_seconds,
         timeout_seconds=spec.timeout_seconds,
@@ -180,11 +186,15 @@ def build_flow(
     ports: PortRegistry | None = None,
     sink: OutcomeSink | None = None,
     max_workers: int = DEFAULT_MAX_WORKERS,
+    tag_runs: bool = True,
 ) -> BatchFlow:
     """The flow of one pathway version. `ports`: the ports to call (default: those given by
     `using_ports` around the call). `sink`: called with the outcomes before the flow returns
-    (a deployed flow writes them to the store this way)."""
-    return compile_flow(pathway, ports=ports, sink=sink, max_workers=max_workers).flow
+    (a deployed flow writes them to the store this way). `tag_runs`: tag each task run with
+    its pathway, action type and instance (a server call per task run; see above)."""
+    return compile_flow(
+        pathway, ports=ports, sink=sink, max_workers=max_workers, tag_runs=tag_runs
+    ).flow
 
 
 def compile_flow(
@@ -193,10 +203,11 @@ def compile_flow(
     ports: PortRegistry | None = None,
     sink: OutcomeSink | None = None,
     max_workers: int = DEFAULT_MAX_WORKERS,
+    tag_runs: bool = True,
 ) -> CompiledFlow:
     """As `build_flow`, with the tasks."""
     specs = task_specs(pathway)
-    tasks = {spec.name: _task(pathway, spec) for spec in specs}
+    tasks = {spec.name: _task(pathway, spec, tag_runs) for spec in specs}
     attempts = {spec.name: spec.retries + 1 for spec in specs}
     key = pathway.key
 
@@ -218,9 +229,12 @@ def compile_flow(
                             attempts=0,
                         )
                         continue
-                    with tags(f"instance:{action['instance_id']}"):
-                        # a Task copies the context now: ports, limiter and tags go with it
-                        call = carry(str(action["id"]), action, return_state=True)
+                    instance = f"instance:{action['instance_id']}"
+                    with tags(*([instance] if tag_runs else [])):
+                        # A Task copies the context now: ports, limiter and tags go with it.
+                        # `quote`: Prefect does not walk the action's contents looking for
+                        # futures to resolve (a measurable share of a task run's cost).
+                        call = carry(str(action["id"]), quote(action), return_state=True)
                         run = asyncio.ensure_future(cast(_StateCall, call))
                     running.append((i, action_type, run))
                 states = await asyncio.gather(*(run for _, _, run in running))

@@ -1,7 +1,9 @@
 """Where the dispatcher's flow runs happen (engine.runtime.dispatch.FlowRegistry).
 
 - `LocalFlows`: in this process, against Prefect's embedded ephemeral server (the default, no
-  set-up) or the server at PREFECT_API_URL. The dispatcher's ports are used.
+  set-up) or the server at PREFECT_API_URL. The dispatcher's ports are used. On the embedded
+  server task runs are not tagged (a server call per task run, for a server that records no
+  task runs): run names carry the instance and action (engine/flows/builder.py).
 - `DeployedFlows`: as runs of the deployments `carepath deploy` registered, executed by Prefect
   workers (scale-out). The workers use their own configured ports and write the outcomes to the
   store themselves (engine/flows/entry.py); this side waits for each flow run and reads the
@@ -20,7 +22,13 @@ from pathlib import Path
 from adapters.registry import PortRegistry
 from engine.definition.model import Pathway
 from engine.flows.builder import BatchFlow, build_flow, using_ports
-from engine.flows.settings import DEFAULT_HOME, DEFAULT_MAX_WORKERS, flush, prefect_runtime
+from engine.flows.settings import (
+    DEFAULT_HOME,
+    DEFAULT_MAX_WORKERS,
+    embedded,
+    flush,
+    prefect_runtime,
+)
 from engine.store import Outbox, OutboxItem, Outcome, Store
 
 log = logging.getLogger("carepath.dispatch")
@@ -38,9 +46,16 @@ class LocalFlows:
         *,
         home: Path | None = DEFAULT_HOME,
         max_workers: int = DEFAULT_MAX_WORKERS,
+        tag_runs: bool | None = None,
     ) -> None:
+        """`tag_runs`: tag task runs (default: unless the embedded server is used)."""
+        from prefect.settings import get_current_settings
+
+        if tag_runs is None:
+            tag_runs = not embedded(get_current_settings().api.url)
+        self.tag_runs = tag_runs
         self.flows: dict[str, BatchFlow] = {
-            p.key: build_flow(p, max_workers=max_workers) for p in pathways
+            p.key: build_flow(p, max_workers=max_workers, tag_runs=tag_runs) for p in pathways
         }
         self.home = home
 

@@ -11,6 +11,9 @@ Two groups:
   the client stall on 'database is locked'; services that serve deployments, schedules and
   automations have nothing to do here. All of them are off; flow runs are still recorded, and
   old ones vacuumed.
+- Against that embedded server, the client emits no events (`quiet_events`): with the task-run
+  recorder and the event persister off, nothing on the server reads them, and building and
+  sending three events per task run was over half of a task run's cost.
 
 `prefect_runtime()` applies them for the duration of a block (Prefect's `temporary_settings`,
 which the ephemeral server inherits when it starts inside the block). Nothing here reads or
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,17 +99,47 @@ def settings_for(home: Path | None, *, api_url: str | None) -> dict[str, Any]:
     return updates
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet_blocks = 0
+
+
+@contextlib.contextmanager
+def quiet_events() -> Iterator[None]:
+    """No Prefect events from this process in this block (nested and concurrent blocks share one
+    switch: events resume when the last block ends). Prefect has no setting for this; its
+    `EventsWorker.set_client_override` (what its own test utilities use) with the
+    `NullEventsClient` makes `emit_event` return before building the event."""
+    from prefect.events.clients import NullEventsClient
+    from prefect.events.worker import EventsWorker
+
+    global _quiet_blocks
+    with _QUIET_LOCK:
+        if _quiet_blocks == 0:
+            EventsWorker.set_client_override(NullEventsClient)
+        _quiet_blocks += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_blocks -= 1
+            if _quiet_blocks == 0:
+                EventsWorker.set_client_override(None)
+
+
 @contextlib.contextmanager
 def prefect_runtime(home: Path | None = DEFAULT_HOME) -> Iterator[None]:
     """Run flows in this block with our settings. With no PREFECT_API_URL, Prefect starts its
     ephemeral server on first use, its database under `home` (created if missing): no set-up
-    step. `home=None` keeps Prefect's own PREFECT_HOME."""
+    step, and no events are emitted (nothing there would read them). `home=None` keeps
+    Prefect's own PREFECT_HOME."""
     from prefect.settings import get_current_settings, temporary_settings
 
     if home is not None:
         home.mkdir(parents=True, exist_ok=True)
-    updates = settings_for(home, api_url=get_current_settings().api.url)
-    with temporary_settings(updates=updates):
+    api_url = get_current_settings().api.url
+    updates = settings_for(home, api_url=api_url)
+    events = quiet_events() if embedded(api_url) else contextlib.nullcontext()
+    with temporary_settings(updates=updates), events:
         for name in _RUN_LOGGERS:
             logging.getLogger(name).addFilter(_FILTER)
         try:

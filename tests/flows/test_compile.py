@@ -80,6 +80,18 @@ def test_runs_are_named_and_tagged_without_patient_data() -> None:
     assert (flow.fn.__module__, flow.fn.__name__) == (ENTRY_MODULE, "chf_post_discharge__v1")
 
 
+def test_untagged_flows_keep_their_tasks_and_names() -> None:
+    """What the embedded default runs: no tags (each costs a server call per task run)."""
+    tagged, untagged = (
+        compile_flow(load_pathway(CHF)),
+        compile_flow(load_pathway(CHF), tag_runs=False),
+    )
+    assert untagged.describe() == tagged.describe()
+    assert [set(t.tags) for t in untagged.tasks.values()] == [set()] * len(CHF_TASKS)
+    assert untagged.tasks["escalate"].task_run_name == "escalate {action_id}"
+    assert untagged.flow.name == "chf-post-discharge@1"
+
+
 def test_entry_names_are_python_names() -> None:
     assert entry_name("chf-post-discharge@1") == "chf_post_discharge__v1"
     assert entry_name("wound-check@1.2.0-rc.1") == "wound_check__v1_2_0_rc_1"

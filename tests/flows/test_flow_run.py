@@ -102,3 +102,14 @@ def test_an_action_type_without_a_task_fails_alone(prefect_home: Path) -> None:
         attempts=0,
     )
     assert notify.succeeded
+
+
+def test_the_embedded_default_runs_untagged_and_emits_no_events(prefect_home: Path) -> None:
+    from prefect.events import emit_event
+
+    from engine.flows import prefect_runtime
+
+    flows = LocalFlows([fast_pathway("chf-post-discharge.yaml")], home=prefect_home)
+    assert flows.tag_runs is False
+    with prefect_runtime(prefect_home):
+        assert emit_event("carepath.test", resource={"prefect.resource.id": "carepath"}) is None
