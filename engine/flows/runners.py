@@ -58,6 +58,13 @@ class LocalFlows:
             p.key: build_flow(p, max_workers=max_workers, tag_runs=tag_runs) for p in pathways
         }
         self.home = home
+        self.max_workers = max_workers
+
+    def add(self, pathway: Pathway) -> None:
+        """Load one more pathway version's flow (a pathway added while running)."""
+        self.flows[pathway.key] = build_flow(
+            pathway, max_workers=self.max_workers, tag_runs=self.tag_runs
+        )
 
     def run_group(
         self, pathway_key: str, items: Sequence[OutboxItem], ports: PortRegistry | None

@@ -111,9 +111,7 @@ class Service:
         self.store.save_pathways([pathway], wall_clock())
         self.registry.add(compile_pathway(pathway))
         if self.dispatcher is not None:
-            from engine.flows import build_flow
-
-            self.dispatcher.flows.flows[pathway.key] = build_flow(pathway)
+            self.dispatcher.flows.add(pathway)
         return []
 
     def refresh_gauges(self) -> None:

@@ -92,6 +92,19 @@ def test_untagged_flows_keep_their_tasks_and_names() -> None:
     assert untagged.flow.name == "chf-post-discharge@1"
 
 
+def test_a_pathway_added_while_running_gets_a_flow_like_the_others(tmp_path: Path) -> None:
+    from engine.flows.runners import LocalFlows
+
+    flows = LocalFlows([load_pathway(CHF)], home=tmp_path, tag_runs=False)
+    newer, problems = load_text(
+        "chf.yaml", CHF.read_text(encoding="utf-8").replace("version: 1\n", "version: 2\n", 1)
+    )
+    assert newer is not None, problems
+    flows.add(newer)
+    assert sorted(flows.flows) == ["chf-post-discharge@1", "chf-post-discharge@2"]
+    assert flows.flows["chf-post-discharge@2"].name == "chf-post-discharge@2"
+
+
 def test_entry_names_are_python_names() -> None:
     assert entry_name("chf-post-discharge@1") == "chf_post_discharge__v1"
     assert entry_name("wound-check@1.2.0-rc.1") == "wound_check__v1_2_0_rc_1"
