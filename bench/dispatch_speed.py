@@ -1,7 +1,7 @@
 """Actions per second through Prefect dispatch, batched, against one flow run per action.
 
     .venv/bin/python bench/dispatch_speed.py [--instances 400] [--batch 500]
-        [--baseline-instances 20] [--latency 0] [--dir DIR] [--json FILE]
+        [--baseline-instances 20] [--latency 0] [--tag-runs] [--dir DIR] [--json FILE]
 
 A seeded population (bench/workload.py: 90 % CHF, 10 % diabetic foot) enrols in a fresh SQLite
 store (`DurableEngine.submit_many`, as `carepath simulate --db` does): the outbox fills with the
@@ -18,8 +18,9 @@ dispatcher's cost, not an adapter's:
   `batch_size=1`, i.e. one flow run per action (the naive way), on the actions of
   `--baseline-instances` patients (it is slow).
 
-Each rate is actions carried out / wall time of `Dispatcher.drain()` (claim, flow runs,
-write-back). Every action must succeed, with one effect each.
+`--tag-runs` tags the task runs as on a real server (what that costs on the embedded server:
+docs/prefect.md). Each rate is actions carried out / wall time of `Dispatcher.drain()` (claim,
+flow runs, write-back). Every action must succeed, with one effect each.
 
 Targets: batched >= 50 actions/s and >= 50x the baseline. Exits 1 when one is missed.
 """
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-instances", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per port call")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--tag-runs", action="store_true", help="tag task runs (the embedded default does not)"
+    )
     parser.add_argument("--dir", type=Path, help="where stores and PREFECT_HOME go")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -158,7 +162,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     )
     pathways, _ = load_registry()
     home = work / "prefect"
-    flows = LocalFlows(pathways, home=home)
+    flows = LocalFlows(pathways, home=home, tag_runs=True if args.tag_runs else None)
     started = warm_up(flows, home)
     print(
         f"embedded Prefect server started in {started:.1f} s (fresh PREFECT_HOME); "
@@ -204,6 +208,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
                     "speedup": speedup,
                     "batch": args.batch,
                     "latency": args.latency,
+                    "tag_runs": flows.tag_runs,
                     "load_after": after,
                 },
                 indent=2,
