@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -210,6 +211,12 @@ class ScaleOut:
     def worker_log(self, n: int) -> str:
         return (self.workdir / f"worker-{n}.log").read_text(encoding="utf-8", errors="replace")
 
+    def flow_runs_of(self, n: int) -> set[str]:
+        """Ids of the flow runs worker `n` ran. (Both workers may log "submitting" for the same
+        run: the server aborts the second. The flow-run process a worker starts logs the run's
+        URL into that worker's log.)"""
+        return set(re.findall(r"/runs/flow-run/([0-9a-f-]+)", self.worker_log(n)))
+
     def stop(self) -> None:
         for process in [*self.workers, *([self.server] if self.server else [])]:
             _stop(process)
@@ -297,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(dispatch.stderr.strip().splitlines()[-1])
         for n in (1, 2):
-            runs = scale_out.worker_log(n).count("submitting flow run")
-            print(f"worker-{n} ran {runs} flow run(s)")
+            print(f"worker-{n} ran {len(scale_out.flow_runs_of(n))} flow run(s)")
         if args.keep:
             print("running; Ctrl-C stops the server and the workers")
             with contextlib.suppress(KeyboardInterrupt):
