@@ -2,7 +2,7 @@
 
 Every problem of every event is reported, each located: `[2].data.value: Input should be
 greater than 0` for the third event of a list, `data.value: ...` for a single object. A list
-is all or nothing. `action.failed` is refused: only the engine writes it.
+is all or nothing. `action.failed` and `action.succeeded` are refused: only the engine writes them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from engine.errors import InputError
 __all__ = ["ENGINE_ONLY", "events_from_json"]
 
 #: Event types only the engine may record; an outside sender posting one is refused.
-ENGINE_ONLY = frozenset({"action.failed"})
+ENGINE_ONLY = frozenset({"action.failed", "action.succeeded"})
 
 
 def events_from_json(payload: bytes | str) -> list[Event]:

@@ -114,6 +114,14 @@ class ActionFailed(_Data):
     error: str = ""
 
 
+class ActionSucceeded(_Data):
+    """Produced by the engine when an action was carried out: its outcome, in the input log."""
+
+    action_id: Identifier
+    action: Identifier
+    reference: str = ""  # the outside system's id for it (a FHIR resource, a message id)
+
+
 EVENT_MODELS: dict[str, type[_Data]] = {
     "encounter.discharged": EncounterDischarged,
     "encounter.admitted": EncounterAdmitted,
@@ -130,6 +138,7 @@ EVENT_MODELS: dict[str, type[_Data]] = {
     "patient.opted_out": NoData,
     "patient.transferred": NoData,
     "action.failed": ActionFailed,
+    "action.succeeded": ActionSucceeded,
 }
 
 
@@ -227,6 +236,9 @@ _DATA_FACTS: dict[str, tuple[FactSpec, ...]] = {
     ),
     "condition.diagnosed": (FactSpec("code", FactKind.CODE, "the diagnosis code"),),
     "action.failed": (FactSpec("action", FactKind.TEXT, "the action type that failed"),),
+    "action.succeeded": (
+        FactSpec("action", FactKind.TEXT, "the action type that was carried out"),
+    ),
 }
 _APPOINTMENT_FACTS = (FactSpec("kind", FactKind.ENUM, "appointment kind", APPOINTMENT_KINDS),)
 for _type in (

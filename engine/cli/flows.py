@@ -85,7 +85,7 @@ def dispatch_command(
     deployment: Annotated[str, typer.Option("--deployment", help="the deployments' name")] = (
         "carepath"
     ),
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 100,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 500,
     in_flight: Annotated[
         int, typer.Option("--in-flight", min=1, help="batches running at once (--deployed)")
     ] = 1,
@@ -95,8 +95,11 @@ def dispatch_command(
 ) -> None:
     """Carry out every pending action of the store's outbox, then exit.
 
-    This process is the store's single writer while it runs (it records `action.failed`
-    inputs): do not run it beside `carepath serve` on the same store."""
+    This process is the store's single writer while it runs (it records the `action.succeeded`
+    and `action.failed` inputs): do not run it beside `carepath serve` on the same store. The
+    outcome inputs are recorded at the store's clock (the time of its latest input): dispatch
+    carries out what was decided and does not move the history's time on (which would fire
+    timers); `carepath serve` does, on the wall clock."""
     from adapters.registry import ports_from_settings
     from engine.errors import CarepathError
     from engine.flows.runners import DeployedFlows, LocalFlows
@@ -122,6 +125,7 @@ def dispatch_command(
             flows,
             ports,
             engine.submit_many,
+            clock=lambda: store.clock() or datetime.now(UTC),
             batch_size=batch_size,
             in_flight=in_flight,
         )

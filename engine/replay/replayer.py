@@ -3,10 +3,15 @@
 The decision core is deterministic, so re-deciding the recorded inputs (events and timer
 firings, in their recorded order, each with the `now` it was decided at) must give exactly the
 recorded actions and audit records. The first difference is reported side by side.
+
+Actions are never re-run: what they came to was recorded by the dispatcher as inputs of its own
+(`action.succeeded` with the outside system's reference, `action.failed` with the error), which
+the timeline shows as `outcome` rows beside the decisions.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -153,6 +158,8 @@ def _compare(
         return False
     result.decisions += len(decision.audit)
     if keep_timeline:
+        if row.type in OUTCOME_TYPES:
+            result.timeline.append(_outcome_row(row))
         by_id = {a["id"]: a for a in replayed_actions}
         for entry in decision.audit:
             result.timeline.append(
@@ -171,6 +178,32 @@ def _compare(
                 )
             )
     return True
+
+
+#: inputs the dispatcher records: what an action came to (replay never re-runs actions)
+OUTCOME_TYPES = frozenset({"action.succeeded", "action.failed"})
+
+
+def _outcome_row(row: Any) -> TimelineRow:
+    """A timeline row for a recorded outcome: the action, and the outside system's reference
+    or the error."""
+    data = json.loads(row.payload).get("data", {})
+    action_id = str(data.get("action_id", ""))
+    succeeded = row.type == "action.succeeded"
+    detail = data.get("reference") if succeeded else data.get("error")
+    return TimelineRow(
+        seq=row.seq,
+        occurred_at=row.occurred_at,
+        recorded_at=row.recorded_at,
+        input=row.type,
+        input_id=row.input_id,
+        instance_id=action_id.rsplit(".", 1)[0],
+        kind="outcome",
+        rule=action_id,
+        decision=f"{data.get('action', '')} {'succeeded' if succeeded else 'failed'}",
+        why={"reference" if succeeded else "error": detail or ""},
+        note="",
+    )
 
 
 def _describe(action: dict[str, Any]) -> str:

@@ -6,7 +6,9 @@ batches, off the per-event path (ingest and rules never wait for it).
       claim a batch              pending -> running (attempts + 1)
       group by pathway version   ONE flow run per group: Prefect's per-run cost is paid per batch
       run each group             its flow carries out every action with its retries and timeout
-      action.failed events       for each action that failed after its retries, through `submit`
+      outcome events             through `submit`: `action.failed` for each action that failed
+                                 after its retries, `action.succeeded` (with the outside
+                                 system's reference) for each that was carried out
       write outcomes back        running -> succeeded | failed, with the reference or the error
 
 Where the flows run is the `FlowRegistry`'s business: in-process against the embedded Prefect
@@ -14,12 +16,16 @@ server (engine.flows.runners.LocalFlows), or as deployments on Prefect workers (
 An action the registry gives no outcome for (its flow run crashed or was lost) goes back to
 pending for the next claim.
 
+The outcome events put every outcome in the hash-chained input log, so the audit trail and
+replay show what each action came to (a pathway may also act on them). Replay re-decides them
+like any input; it never re-runs an action.
+
 Nothing runs twice with effect: every action carries its id to the port as idempotency key, so
 an action re-run after a restart between claim and write-back finds its first effect. The
-`action.failed` event is submitted before the outcome is written, with a stable id
-(`action.failed:<action id>`): a crash in between re-runs the action and submits the same event
-again, which the engine ignores as a duplicate. An escalation on a failure is never lost; at
-worst a failure that a re-run then cures was reported.
+outcome events are submitted before the outcomes are written, with stable ids
+(`action.failed:<action id>`, `action.succeeded:<action id>`): a crash in between re-runs the
+action and submits the same event again, which the engine ignores as a duplicate. An escalation
+on a failure is never lost; at worst a failure that a re-run then cures was reported.
 
 This module does not import Prefect: the registries do.
 """
@@ -83,6 +89,29 @@ def failure_event(action: Mapping[str, Any], error: str, now: datetime) -> Event
     )
 
 
+def success_event(action: Mapping[str, Any], reference: str | None, now: datetime) -> Event:
+    """The `action.succeeded` input for an action that was carried out."""
+    return Event.model_validate(
+        {
+            "id": f"action.succeeded:{action['id']}",
+            "type": "action.succeeded",
+            "patient_id": action["patient_id"],
+            "occurred_at": now,
+            "data": {
+                "action_id": action["id"],
+                "action": action["action"],
+                "reference": reference or "",
+            },
+        }
+    )
+
+
+def outcome_event(action: Mapping[str, Any], outcome: Outcome, now: datetime) -> Event:
+    if outcome.succeeded:
+        return success_event(action, outcome.reference, now)
+    return failure_event(action, outcome.error or "", now)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -138,8 +167,7 @@ class Dispatcher:
         done = {o.action_id for o in outcomes}
         report.released = [i.action_id for i in batch if i.action_id not in done]
         now = self.clock()
-        failures = [o for o in outcomes if not o.succeeded]
-        events = [failure_event(by_id[o.action_id].action, o.error or "", now) for o in failures]
+        events = [outcome_event(by_id[o.action_id].action, o, now) for o in outcomes]
         try:
             if events:
                 with self._submit_lock:

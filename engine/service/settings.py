@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     dispatch: bool = True  # run the outbox dispatcher in this process
     prefect_home: Path | None = None  # embedded Prefect's home; default: <data_dir>/prefect
     batch_size: int = Field(500, ge=1)
-    dispatch_batch: int = Field(100, ge=1)
+    dispatch_batch: int = Field(500, ge=1)
     dispatch_interval_seconds: float = Field(1.0, gt=0)
     timer_interval_seconds: float = Field(1.0, gt=0)
 

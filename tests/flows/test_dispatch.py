@@ -6,6 +6,7 @@ between claim and write-back."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from adapters.testing import RecordingPort
 from engine.definition.loader import check_paths
 from engine.definition.model import Pathway
 from engine.flows.runners import LocalFlows
+from engine.replay import replay
 from engine.runtime.dispatch import Dispatcher, FlowRegistry
 from engine.runtime.durable import DurableEngine, open_registry
 from engine.store import Outbox, OutboxItem, Outcome, Store
+from engine.store.verify import verify
 from tests.flows.conftest import fast_text, simulate_into, store_clock
 
 pytestmark = pytest.mark.slow
@@ -116,6 +119,24 @@ def test_a_scenario_is_carried_out_one_flow_run_per_pathway(
         next(a for a in shown if a["id"] == first)["outcome"]["reference"]
         == (port.references[first])
     )
+    # ...and of the hash-chained input log, one `action.succeeded` per action with its reference
+    recorded = {
+        row.input_id: json.loads(row.payload)["data"]
+        for row in store.inputs()
+        if row.type == "action.succeeded"
+    }
+    assert recorded == {
+        f"action.succeeded:{a['id']}": {
+            "action_id": a["id"], "action": a["action"], "reference": port.references[a["id"]]
+        }
+        for a in actions
+    }
+    assert not any(r.problem for r in verify(store))
+    # replay re-decides them (no decision, nothing re-run) and shows them in its timeline
+    result = replay(store)
+    assert result.identical
+    outcomes = {row.rule: row.why for row in result.timeline if row.kind == "outcome"}
+    assert outcomes == {a["id"]: {"reference": port.references[a["id"]]} for a in actions}
 
 
 def test_injected_failures_are_retried(

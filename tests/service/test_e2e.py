@@ -92,10 +92,12 @@ def weight(observation_id: str, patient: str, kg: float, at: datetime) -> dict[s
 
 
 def accepted_events(db: str) -> list[str]:
+    """The ids of the events accepted from outside (not the engine's own outcome inputs)."""
     engine = sa.create_engine(db.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
-        ids = list(conn.execute(sa.text("select input_id from inputs where kind = 'event'"))
-                   .scalars())
+        ids = list(conn.execute(sa.text(
+            "select input_id from inputs where kind = 'event' "
+            "and type not in ('action.succeeded', 'action.failed')")).scalars())
     engine.dispose()
     return ids
 
