@@ -69,16 +69,19 @@ def route(
             changed.append(new)
         return changed, decision
     assert isinstance(input_, EventInput)
+    died: bool | None = None  # worked out when an enrolment is first possible
     for pathway_id in registry.pathway_ids():
         state = instances.get(pathway_id)
-        key = (
-            state.pathway_key
-            if state is not None and state.active
-            else registry.current[pathway_id]
-        )
+        active = state is not None and state.active
+        key = state.pathway_key if state is not None and active else registry.current[pathway_id]
         compiled = registry.by_key[key]
         if input_.event.type not in compiled.event_types:
             continue
+        if not active:
+            if died is None:
+                died = any(_ended_by_death(registry, s) for s in instances.values())
+            if died:
+                continue  # a patient whose death a pathway recorded is never enrolled again
         new, part = decide(
             compiled, state if state is None or state.active else None, input_, now, holidays
         )
@@ -86,3 +89,16 @@ def route(
         if new is not None:
             changed.append(new)
     return changed, decision
+
+
+def _ended_by_death(registry: Registry, state: InstanceState) -> bool:
+    """The instance ended on an exit that `patient.deceased` triggers."""
+    if state.active or state.exit_reason is None:
+        return False
+    compiled = registry.by_key.get(state.pathway_key)
+    if compiled is None:
+        return False
+    return any(
+        e.reason == state.exit_reason and e.event_type == "patient.deceased"
+        for e in compiled.pathway.exits
+    )
