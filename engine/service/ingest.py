@@ -50,7 +50,7 @@ class Ingestor:
         self.batch_size = batch_size
         self.tick_seconds = tick_seconds
         self.on_decided = on_decided
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="carepath-writer", daemon=True)
         self._accepting = True
 

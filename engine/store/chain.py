@@ -10,9 +10,13 @@ from typing import Any
 
 GENESIS = "0" * 64
 
+#: `json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, built once:
+#: `json.dumps` with options builds a new encoder for every call (same text).
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+
 
 def canonical(fields: Mapping[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL(fields).encode()
 
 
 def link(prev_hash: str, fields: Mapping[str, Any]) -> str:
