@@ -102,8 +102,16 @@ def warm_up(flows: Any, home: Path) -> float:
 def measure(
     label: str, store: Store, engine: DurableEngine, flows: Any, port: RecordingPort, batch: int
 ) -> dict[str, Any]:
+    # the outcome inputs at the store's clock, as `carepath dispatch` records them
+    clock = store.clock()
+    assert clock is not None
     dispatcher = Dispatcher(
-        store, flows, PortRegistry.single(port), engine.submit_many, batch_size=batch
+        store,
+        flows,
+        PortRegistry.single(port),
+        engine.submit_many,
+        clock=lambda: clock,
+        batch_size=batch,
     )
     pending = Outbox(store).counts().get("pending", 0)
     began = time.perf_counter()
