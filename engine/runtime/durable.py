@@ -28,6 +28,7 @@ class DurableEngine:
         batch_size: int = 500,
     ) -> None:
         self.store = store
+        store.claim_writer()  # before its state is read: the single writer (see Store)
         self.batch_size = batch_size
         self._pending: list[Recorded] = []
         self._decided: list[Decision] = []

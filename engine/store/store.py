@@ -8,8 +8,10 @@ The hash chains continue across batches; `verify()` walks them.
 
 from __future__ import annotations
 
+import fcntl
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -186,13 +188,82 @@ class _Statements:
         )
 
 
+class _WriterLock:
+    """See Store.claim_writer."""
+
+    WRITER_REFUSED = (
+        "another Carepath process is writing to this store (carepath serve, simulate --db, "
+        "dispatch or deadletter retry): stop it first"
+    )
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self.release = release
+
+    @classmethod
+    def take(cls, engine: Engine, wait_seconds: float) -> _WriterLock:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            lock = cls._try(engine)
+            if lock is not None:
+                return lock
+            if time.monotonic() >= deadline:
+                raise StoreError(cls.WRITER_REFUSED)
+            time.sleep(0.2)
+
+    @classmethod
+    def _try(cls, engine: Engine) -> _WriterLock | None:
+        if engine.dialect.name == "postgresql":
+            conn = engine.connect()
+            try:
+                held = conn.execute(
+                    sa.text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :name))"),
+                    {"name": "/carepath-writer"},
+                ).scalar()
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
+            if not held:
+                conn.close()
+                return None
+            return cls(conn.invalidate)  # the session ends: the lock goes with it
+        database = engine.url.database
+        if not database or database == ":memory:" or database.startswith("file::memory:"):
+            return cls(lambda: None)  # nobody else can reach an in-memory database
+        handle = open(f"{database}.writer-lock", "a+b")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return cls(handle.close)
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        with engine.connect() as conn:
+        self._read_tails()
+        self._sql = _Statements.of(engine.dialect.paramstyle)
+        self._writer: _WriterLock | None = None
+
+    def _read_tails(self) -> None:
+        with self.engine.connect() as conn:
             self.last_seq, self.input_hash = _tail(conn, t.inputs, t.inputs.c.seq)
             self.last_audit, self.audit_hash = _tail(conn, t.audit, t.audit.c.id)
-        self._sql = _Statements.of(engine.dialect.paramstyle)
+
+    def claim_writer(self, wait_seconds: float = 3.0) -> None:
+        """Become the store's only writer, until `close()`; StoreError if another process is.
+
+        The hash chains are extended from heads held in memory, so two writers on one store
+        would fork them. PostgreSQL: an advisory lock per schema, held by a connection of our
+        own; SQLite: an exclusive lock on a file beside the database. Both go when the process
+        does, even on SIGKILL. Waits up to `wait_seconds` (a killed writer's PostgreSQL
+        session takes a moment to end). Idempotent for this Store."""
+        if self._writer is not None:
+            return
+        lock = _WriterLock.take(self.engine, wait_seconds)
+        self._writer = lock
+        self._read_tails()  # a writer before us may have moved the heads since we opened
 
     @classmethod
     def open(cls, url: str, *, schema: str | None = None) -> Store:
@@ -207,6 +278,9 @@ class Store:
         return cls(engine)
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
         self.engine.dispose()
 
     @property
