@@ -112,7 +112,11 @@ def dispatch_command(
     try:
         ports = ports_from_settings(load_settings(config, db=db))
         store = Store.open(db)
-        registry = open_registry(store, loaded, store.clock() or datetime.now(UTC))
+        store.claim_writer()
+        # The history's time, read once: outcome inputs are recorded at it (this process is now
+        # the only writer, and its own outcome inputs do not move it on).
+        history_time = store.clock() or datetime.now(UTC)
+        registry = open_registry(store, loaded, history_time)
         engine = DurableEngine(store, registry)
         flows: Any
         if deployed:
@@ -125,7 +129,7 @@ def dispatch_command(
             flows,
             ports,
             engine.submit_many,
-            clock=lambda: store.clock() or datetime.now(UTC),
+            clock=lambda: history_time,
             batch_size=batch_size,
             in_flight=in_flight,
         )

@@ -89,17 +89,6 @@ def decode_audit(texts: list[str]) -> list[dict[str, Any]]:
     return [json.loads(text) for text in texts]
 
 
-def recorded_decisions(
-    store: Store, seqs: list[int]
-) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
-    """Recorded actions and audit records, decoded, by the input sequence that decided them."""
-    actions, audits = recorded_texts(store, seqs)
-    return (
-        defaultdict(list, {seq: decode_actions(texts) for seq, texts in actions.items()}),
-        defaultdict(list, {seq: decode_audit(texts) for seq, texts in audits.items()}),
-    )
-
-
 def _decided_order(action: dict[str, Any]) -> tuple[str, int]:
     """The order the core decides in: pathway by pathway (route goes in order of pathway id),
     each instance's actions in the order of its counter."""

@@ -76,40 +76,23 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def failure_event(action: Mapping[str, Any], error: str, now: datetime) -> Event:
-    """The `action.failed` input for an action that failed after its retries."""
-    return Event.model_validate(
-        {
-            "id": f"action.failed:{action['id']}",
-            "type": "action.failed",
-            "patient_id": action["patient_id"],
-            "occurred_at": now,
-            "data": {"action_id": action["id"], "action": action["action"], "error": error},
-        }
-    )
-
-
-def success_event(action: Mapping[str, Any], reference: str | None, now: datetime) -> Event:
-    """The `action.succeeded` input for an action that was carried out."""
-    return Event.model_validate(
-        {
-            "id": f"action.succeeded:{action['id']}",
-            "type": "action.succeeded",
-            "patient_id": action["patient_id"],
-            "occurred_at": now,
-            "data": {
-                "action_id": action["id"],
-                "action": action["action"],
-                "reference": reference or "",
-            },
-        }
-    )
-
-
 def outcome_event(action: Mapping[str, Any], outcome: Outcome, now: datetime) -> Event:
+    """The input recording what `action` came to: `action.succeeded` with the outside system's
+    reference, or `action.failed` (after its retries) with the error. The id is stable, so a
+    re-run after a crash submits a duplicate."""
     if outcome.succeeded:
-        return success_event(action, outcome.reference, now)
-    return failure_event(action, outcome.error or "", now)
+        kind, detail = "action.succeeded", {"reference": outcome.reference or ""}
+    else:
+        kind, detail = "action.failed", {"error": outcome.error or ""}
+    return Event.model_validate(
+        {
+            "id": f"{kind}:{action['id']}",
+            "type": kind,
+            "patient_id": action["patient_id"],
+            "occurred_at": now,
+            "data": {"action_id": action["id"], "action": action["action"], **detail},
+        }
+    )
 
 
 class Dispatcher:
