@@ -13,14 +13,17 @@ directory under data/; PostgreSQL: a schema of its own, dropped afterwards):
 
 - `engine`: `DurableEngine.submit_many` on groups of `--batch` events: each group is decided
   (timers due before an event fire first, as recorded inputs) and committed in one transaction
-  (input log, instance states, timers, outbox, hash-chained audit), as `carepath simulate --db`
-  does;
+  (input log, outbox, hash-chained audit, rows for new instances), with a snapshot of the
+  instance states and timers every `--snapshot-every` inputs (in the timed phases), as
+  `carepath simulate --db` does, garbage-collector settings included (engine.runtime.heap);
 - `service`: the service's single writer (`engine.service.ingest.Ingestor`, group commit up to
   `--batch` events per transaction) fed one event per job by a producer thread that keeps at
   most 4 groups in flight, as HTTP clients would; its clock is the latest occurred_at handed in.
 
 Printed: enrolments/s (day 0), then the target figure, steady-state events/s at `--instances`
-active instances (and inputs/s counting the timer firings recorded alongside); then replay:
+active instances (and inputs/s counting the timer firings recorded alongside); what stopping
+cleanly costs (the final snapshot) and what a restart after a crash costs (no final snapshot:
+the inputs after the latest one are re-decided); then replay:
 `engine.replay.replay(store)` over every recorded input (read back, re-decided through the
 pinned pathway versions, compared with the recorded actions and audit), inputs/s. A replay that
 is not identical is an error.
@@ -55,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.workload import START, Population, load_registry, mix
 from engine.catalogue import Event
 from engine.replay import replay
+from engine.runtime import SNAPSHOT_EVERY, heap
 from engine.runtime.durable import DurableEngine, open_registry
 from engine.service.ingest import Ingestor, Receipt
 from engine.store import Store
@@ -74,6 +78,16 @@ def written() -> int:
             if line.startswith("wchar:"):
                 return int(line.split()[1])
     return 0
+
+
+def calibration() -> float:
+    """Seconds for ten million additions in a Python loop: how fast this machine runs Python
+    today (virtual machines of the same kind differ several-fold), to compare runs by."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - start
 
 
 def load() -> str:
@@ -181,7 +195,11 @@ def ingest(
     enrol: list[Event], steady: list[Event],
 ) -> dict[str, Any]:
     registry = open_registry(opened.store, pathways, datetime(2026, 3, 1, tzinfo=UTC))
-    engine = DurableEngine(opened.store, registry, batch_size=args.batch)
+    engine = DurableEngine(
+        opened.store, registry, batch_size=args.batch, snapshot_every=args.snapshot_every
+    )
+    heap.tune_collector()  # as carepath serve and simulate --db do
+    heap.settle()
     feed = via_engine if via == "engine" else via_service
     print(f"  {kind}, via {via} (load {load()})", flush=True)
     enrolled = timed(lambda: feed(engine, enrol, args.batch), None, "")
@@ -210,7 +228,28 @@ def ingest(
         "bytes_written_per_event": wrote / len(steady) if kind == "sqlite" else None,
         "counts": counts, "target": TARGETS[kind],
     }
+    result.update(restart(args, opened, registry))
     return result
+
+
+def restart(args: argparse.Namespace, opened: Opened, registry: Any) -> dict[str, Any]:
+    """After a crash (no final snapshot): a new engine re-decides the inputs after the latest
+    snapshot, then writes one. And what a clean stop's snapshot costs, measured on the same
+    states: the restart's snapshot is the one a clean stop would have written."""
+    store = opened.store
+    tail = store.last_seq - store.snapshot_seq
+    store.close()  # the crash: nothing more written
+    opened.store = store = Store.open(opened.url, schema=opened.schema)
+    gc.collect()
+    start = time.perf_counter()
+    engine = DurableEngine(store, registry, snapshot_every=args.snapshot_every)
+    took = time.perf_counter() - start
+    instances = len(engine.memory.instances)
+    del engine
+    print(f"    restart after a crash: {took:.1f} s for {instances:,} instances, re-deciding the "
+          f"{tail:,} inputs after the latest snapshot and writing a new one "
+          f"(load {load()})", flush=True)
+    return {"restart_s": took, "restart_tail": tail}
 
 
 def one_run(
@@ -247,6 +286,8 @@ def main() -> int:
     parser.add_argument("--via", nargs="+", choices=("engine", "service"),
                         default=["engine", "service"])
     parser.add_argument("--batch", type=int, default=500, help="events per transaction, at most")
+    parser.add_argument("--snapshot-every", type=int, default=SNAPSHOT_EVERY,
+                        help="inputs between snapshots (the engine's default)")
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--dir", help="where the SQLite file goes (default: a temp dir in data/)")
     parser.add_argument("--seed", type=int, default=7)
@@ -254,7 +295,8 @@ def main() -> int:
     parser.add_argument("--no-replay", action="store_true")
     parser.add_argument("--json", help="append the figures as JSON lines here")
     args = parser.parse_args()
-    print(f"load: {load()} on {os.cpu_count()} cores", flush=True)
+    print(f"load: {load()} on {os.cpu_count()} cores; 10M Python additions in "
+          f"{calibration():.2f} s", flush=True)
     pathways, _ = load_registry()
     population = Population(args.instances, seed=args.seed)
     enrol = population.enrolment()

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from engine.runtime import SNAPSHOT_EVERY
+
 app = typer.Typer(
     name="carepath",
     help="Carepath: rules-driven care pathways. Validate, draw, simulate and run them.",
@@ -153,6 +155,15 @@ def simulate(
     db: Annotated[
         str | None, typer.Option("--db", help="keep state in this store (SQLAlchemy URL)")
     ] = None,
+    snapshot_every: Annotated[
+        int,
+        typer.Option(
+            "--snapshot-every",
+            min=1,
+            help="with --db: inputs between snapshots of the instance states (a restart "
+            "re-decides at most this many); one is always taken at the end",
+        ),
+    ] = SNAPSHOT_EVERY,
 ) -> None:
     """Run events through the engine on a virtual clock; print every action as a JSON line.
 
@@ -192,7 +203,9 @@ def simulate(
                 Registry.of(loaded), handle, emit, report, until=end, holidays=_holidays(holiday)
             )
         else:
-            bad = _simulate_on_store(db, loaded, handle, emit, report, end, _holidays(holiday))
+            bad = _simulate_on_store(
+                db, loaded, handle, emit, report, end, _holidays(holiday), snapshot_every
+            )
     out.flush()
     raise typer.Exit(1 if bad else 0)
 
@@ -205,8 +218,10 @@ def _simulate_on_store(
     report: Any,
     end: datetime | None,
     holidays: list[date],
+    snapshot_every: int,
 ) -> int:
     from engine.errors import CarepathError
+    from engine.runtime import heap
     from engine.runtime.durable import DurableEngine, open_registry
     from engine.runtime.simulate import simulate_durable
     from engine.store import Store
@@ -219,8 +234,13 @@ def _simulate_on_store(
     try:
         clock = store.clock() or datetime.now(UTC)
         registry = open_registry(store, loaded, clock)
-        engine = DurableEngine(store, registry, holidays)
-        return simulate_durable(engine, lines, emit, report, until=end)
+        engine = DurableEngine(store, registry, holidays, snapshot_every=snapshot_every)
+        heap.tune_collector()
+        heap.settle()  # the restored states live on
+        try:
+            return simulate_durable(engine, lines, emit, report, until=end)
+        finally:
+            store.snapshot()  # what was committed: the next start re-decides nothing
     except CarepathError as exc:
         typer.echo(f"carepath simulate: {exc}", err=True)
         raise typer.Exit(2) from None

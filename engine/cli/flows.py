@@ -139,6 +139,7 @@ def dispatch_command(
         finally:
             if isinstance(flows, LocalFlows):
                 flows.close()
+            engine.close()
     except CarepathError as exc:
         typer.echo(f"carepath dispatch: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -149,4 +149,5 @@ def deadletter_retry(
     engine = DurableEngine(store, open_registry(store, loaded, now))
     engine.submit_many(events, received_at=now)
     store.set_dead_letter_status(letter_id, "accepted")
+    engine.close()
     typer.echo(f"dead letter {letter_id}: {len(events)} event(s) accepted")

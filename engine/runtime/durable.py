@@ -4,10 +4,17 @@ Nothing is acknowledged before it is committed: `flush()` writes the pending gro
 transaction and only then hands back the decisions, which the caller may then print, answer or
 dispatch. A crash before a flush loses only unacknowledged work, which the sender sends again;
 event ids make the re-send a no-op for what did commit.
+
+Instance states are snapshotted every `snapshot_every` inputs and by `close()` (see
+engine.store). On start the engine reads the latest snapshot and re-decides every input
+recorded after it, in order, exactly as it was decided (nothing is written again), which gives
+the states the log says; each re-decided input's actions must be the ones recorded, or the
+engine refuses to start (the code or a pathway changed under an unsnapshotted tail).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from datetime import date, datetime
 
@@ -15,8 +22,12 @@ from engine.catalogue import Event
 from engine.core import Decision, InstanceState, Registry
 from engine.core.inputs import Input
 from engine.errors import StoreError
+from engine.runtime import SNAPSHOT_EVERY
 from engine.runtime.memory import MemoryEngine
 from engine.store import Recorded, Store
+from engine.store.store import action_text
+
+log = logging.getLogger("carepath.engine")
 
 
 class DurableEngine:
@@ -26,14 +37,49 @@ class DurableEngine:
         registry: Registry,
         holidays: Collection[date] = (),
         batch_size: int = 500,
+        snapshot_every: int = SNAPSHOT_EVERY,
     ) -> None:
         self.store = store
         store.claim_writer()  # before its state is read: the single writer (see Store)
         self.batch_size = batch_size
+        self.snapshot_every = snapshot_every
         self._pending: list[Recorded] = []
         self._decided: list[Decision] = []
-        self.memory = MemoryEngine(registry, holidays, journal=self._journal)
-        self.memory.restore(store.instances(), store.clock())
+        self.memory = self._restore(registry, holidays)
+        if store.last_seq != store.snapshot_seq:
+            store.snapshot()  # so that the next start need not re-decide the same tail
+
+    def _restore(self, registry: Registry, holidays: Collection[date]) -> MemoryEngine:
+        """The latest snapshot, brought up to the end of the log by re-deciding the inputs
+        after it; each one's actions checked against the recorded ones."""
+        from engine.replay.history import as_input
+
+        store = self.store
+        memory = MemoryEngine(registry, holidays, journal=self._journal)
+        memory.restore(store.instances(), None)
+        store.forget_changes()
+        recorded = store.action_texts_after(store.snapshot_seq)
+        for row in store.inputs_after(store.snapshot_seq):
+            input_ = as_input(row)
+            if input_ is None:
+                continue  # a duplicate decided nothing
+            changed, decision = memory.redo(input_, datetime.fromisoformat(row.decided_at))
+            again = sorted(action_text(a) for a in decision.actions)
+            if again != sorted(recorded.get(row.seq, [])):
+                raise StoreError(
+                    f"input {row.seq} ({row.type}), recorded after the latest snapshot, now "
+                    "decides differently from when it was recorded: the engine or a pathway "
+                    "version changed since. Start with what recorded it, or see `carepath "
+                    f"replay --instance` for the difference ({len(again)} action(s) now, "
+                    f"{len(recorded.get(row.seq, []))} recorded)"
+                )
+            store.changed({s.instance_id: (s, row.seq) for s in changed})
+        memory.clock = store.clock()
+        return memory
+
+    def current(self, state: InstanceState) -> InstanceState:
+        """`state` (read from the store, as of its snapshot) as the engine holds it now."""
+        return self.memory.instances.get(state.instance_id, state)
 
     def _journal(
         self,
@@ -89,12 +135,22 @@ class DurableEngine:
         except StoreError:
             # Nothing of the batch was committed: forget what memory decided, and start again
             # from what the store holds. The senders were not acknowledged and will resend.
-            self.memory = MemoryEngine(
-                self.memory.registry, self.memory.holidays, journal=self._journal
-            )
-            self.memory.restore(self.store.instances(), self.store.clock())
+            self.memory = self._restore(self.memory.registry, self.memory.holidays)
             raise
+        if self.store.last_seq - self.store.snapshot_seq >= self.snapshot_every:
+            try:
+                self.store.snapshot()
+            except StoreError as exc:  # the batch is durable; the next flush tries again
+                log.warning("snapshot not written, will retry: %s", type(exc).__name__)
         return decided
+
+    def close(self) -> None:
+        """Snapshot what changed since the latest snapshot (so the next start re-decides
+        nothing), then close the store."""
+        try:
+            self.store.snapshot()
+        finally:
+            self.store.close()
 
 
 def open_registry(store: Store, pathways: Sequence[object], now: datetime) -> Registry:

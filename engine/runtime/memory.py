@@ -102,6 +102,37 @@ class MemoryEngine:
             decision.extend(part)
         return decision
 
+    def redo(self, input_: Input, decided_at: datetime) -> tuple[list[InstanceState], Decision]:
+        """Decide a recorded input again and apply it, journaling nothing: how a restart brings
+        the states of the latest snapshot up to the end of the log. Returns the instances it
+        changed and the decision.
+
+        The input is decided at the `now` it was decided at the first time (`decided_at` gives
+        the instant), carried on the clock as `submit` and `advance` carry it, so that the UTC
+        offset it is labelled with (which due times and business days are counted in) comes out
+        as it did."""
+        if isinstance(input_, TimerInput):
+            due = input_.due_at.astimezone(UTC)
+            self.clock = max(self.clock, due) if self.clock else due
+            now = fixed(input_.due_at) if due >= self.clock else self.clock
+            state = self.instances.get(input_.instance_id)
+            scope = {state.pathway_key: state} if state else {}
+        else:
+            occurred = fixed(input_.event.occurred_at)
+            now = max(self.clock, occurred) if self.clock else occurred
+            if now != decided_at:  # received after it occurred: decided at the time it arrived
+                now = decided_at
+            self.clock = now
+            patient = input_.event.patient_id
+            scope = {
+                pathway_id: self.instances[iid]
+                for pathway_id in self.registry.pathway_ids()
+                if (iid := self.latest.get((patient, pathway_id))) is not None
+            }
+        changed, decision = route(self.registry, scope, input_, now, self.holidays)
+        self._apply(changed, decision)
+        return changed, decision
+
     def next_due(self) -> datetime | None:
         while self._heap and not self._live(self._heap[0]):
             heapq.heappop(self._heap)

@@ -146,14 +146,15 @@ def create_app(service: Any) -> FastAPI:
                 "enrolled_at": s.enrolled_at.isoformat(),
                 "exit_reason": s.exit_reason,
             }
-            for s in service.store.instances_of(patient_id)
+            for s in map(service.engine.current, service.store.instances_of(patient_id))
         ]
 
     @app.get("/instances/{instance_id}", dependencies=reader)
     async def instance(instance_id: str) -> dict[str, Any]:
-        state = service.store.instance(instance_id)
-        if state is None:
+        stored = service.store.instance(instance_id)
+        if stored is None:
             raise HTTPException(404, f"no instance {instance_id}")
+        state = service.engine.current(stored)
         return {
             "state": state.as_dict(),
             "pending_timers": [

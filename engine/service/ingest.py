@@ -53,6 +53,8 @@ class Ingestor:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="carepath-writer", daemon=True)
         self._accepting = True
+        #: the next pending timer's due time, as the writer saw it after its latest tick
+        self.next_due: datetime | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -105,6 +107,7 @@ class Ingestor:
         except Exception:  # keep the writer alive; the next tick retries
             log.exception("timer tick failed")
             return
+        self.next_due = self.engine.memory.next_due()
         if self.on_decided and decided:
             self.on_decided(decided)
 

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from engine.core import Decision, Registry, compile_pathway
 from engine.definition.loader import check_paths, load_text
 from engine.errors import InputError
+from engine.runtime import heap
 from engine.runtime.durable import DurableEngine, open_registry
 from engine.service.api import create_app
 from engine.service.ingest import Ingestor
@@ -29,7 +30,6 @@ from engine.service.metrics import Metrics
 from engine.service.settings import Settings
 from engine.store import Store
 from engine.store import schema as t
-from engine.store.times import to_text
 
 log = logging.getLogger("carepath.service")
 
@@ -50,7 +50,11 @@ class Service:
             raise DefinitionError(problems)
         self.registry: Registry = open_registry(self.store, pathways, wall_clock())
         self.engine = DurableEngine(
-            self.store, self.registry, settings.holidays, batch_size=settings.batch_size
+            self.store,
+            self.registry,
+            settings.holidays,
+            batch_size=settings.batch_size,
+            snapshot_every=settings.snapshot_every,
         )
         self.ingestor = Ingestor(
             self.engine,
@@ -122,14 +126,12 @@ class Service:
                 .select_from(t.outbox.join(t.inputs, t.outbox.c.seq == t.inputs.c.seq))
                 .where(t.outbox.c.status == "pending")
             ).scalar()
-            overdue = conn.execute(
-                sa.select(sa.func.min(t.timers.c.due_utc)).where(t.timers.c.due_utc <= to_text(now))
-            ).scalar()
+        overdue = self.ingestor.next_due  # the writer's, after its latest tick
         self.metrics.dispatch_lag.set(
             (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0
         )
         self.metrics.timer_lag.set(
-            (now - datetime.fromisoformat(overdue)).total_seconds() if overdue else 0
+            (now - overdue).total_seconds() if overdue is not None and overdue <= now else 0
         )
 
     async def handle_hl7(self, message: bytes) -> str:
@@ -171,7 +173,7 @@ class Service:
             if self.dispatcher is not None:  # first: it may still hand action.failed events in
                 await asyncio.to_thread(self.dispatcher.stop)
             await asyncio.to_thread(self.ingestor.stop)
-            self.store.close()
+            self.engine.close()  # a snapshot: the next start re-decides nothing
             log.info("stopped cleanly")
 
 
@@ -187,6 +189,8 @@ def serve(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     _service, app = build_app(settings)
+    heap.tune_collector()
+    heap.settle()  # the restored states live on
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler it
     # found: make that a no-op, so that a clean shutdown exits 0 (as operators' tools expect).
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)

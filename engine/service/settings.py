@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import CarepathError
+from engine.runtime import SNAPSHOT_EVERY
 
 
 class Role(StrEnum):
@@ -110,6 +111,9 @@ class Settings(BaseSettings):
     dispatch: bool = True  # run the outbox dispatcher in this process
     prefect_home: Path | None = None  # embedded Prefect's home; default: <data_dir>/prefect
     batch_size: int = Field(500, ge=1)
+    # inputs between snapshots of the instance states: a restart after a crash re-decides at
+    # most this many; a clean stop always takes one
+    snapshot_every: int = Field(SNAPSHOT_EVERY, ge=1)
     dispatch_batch: int = Field(500, ge=1)
     dispatch_interval_seconds: float = Field(1.0, gt=0)
     timer_interval_seconds: float = Field(1.0, gt=0)

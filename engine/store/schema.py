@@ -4,8 +4,10 @@ upgrade them; this module is the single description both the code and the first 
     inputs            every accepted event and every timer firing, and every duplicate, in one
                       global sequence, hash-chained
     pathway_versions  the full YAML text of every pathway version an instance was pinned to
-    instances         each instance's state after its latest input (a snapshot per commit)
-    timers            pending timers, indexed by due time, for the scheduler
+    instances         every instance, a row from the commit that created it, with its state as
+                      of `state_seq` (its creation or the latest snapshot that included it)
+    snapshots         the snapshots taken: instance states and timers written as of `seq`
+    timers            pending timers as of the latest snapshot, indexed by due time
     outbox            actions to carry out, with their status and outcome
     audit             every decision: rule, pathway version, input, the facts it saw; hash-chained
     dead_letters      inbound payloads that could not be accepted, with the reason
@@ -76,8 +78,9 @@ instances = Table(
     Column("patient_id", String(128), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("enrolled_at", String(40), nullable=False),
-    Column("last_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),  # the last input that changed it
     Column("state", Text, nullable=False),
+    Column("state_seq", BigInteger, nullable=False, server_default="0"),  # `state` as of it
 )
 Index("ix_instances_patient", instances.c.patient_id, instances.c.pathway_id)
 
@@ -131,6 +134,15 @@ chain_heads = Table(
     Column("chain", String(16), primary_key=True),  # inputs | audit
     Column("last", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+#: Every snapshot taken (Store.snapshot): the instance states and timers it wrote are current as
+#: of the input `seq`; a restart re-decides only the inputs after the latest one.
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("instances", Integer, nullable=False),  # instance states written by it
 )
 
 dead_letters = Table(

@@ -1,9 +1,17 @@
 """The store: SQLite (embedded default, WAL) or PostgreSQL (production), through SQLAlchemy.
 
 One writer appends to it. `write(batch)` commits a group of decided inputs in ONE transaction:
-for each input its log record, the instances it changed, its timers, its outbox actions and its
-audit records, all or nothing (group commit: several inputs per transaction, never part of one).
-The hash chains continue across batches; `verify()` walks them.
+for each input its log record, its outbox actions and its audit records, and a row for each
+instance it created (or whose status it changed), all or nothing (group commit: several inputs
+per transaction, never part of one). The hash chains continue across batches; `verify()` walks
+them.
+
+Instance states and pending timers are written by `snapshot()`, every so many inputs and when
+the writer stops, not with every input: rewriting an instance's state (a kilobyte or two of
+JSON on a random page) and moving its timer with every event was three quarters of what ingest
+wrote to disk and a third of its time (bench/ingest_speed.py). Everything a state holds follows
+from the inputs before it, so nothing is lost in between: a restart reads the latest snapshot
+and re-decides the inputs after it (engine.runtime.durable).
 """
 
 from __future__ import annotations
@@ -113,9 +121,9 @@ class _Prepared:
     inputs: list[tuple[Any, ...]]
     audit: list[tuple[Any, ...]]
     outbox: list[tuple[Any, ...]]
-    instances: list[tuple[Any, ...]]
-    cancelled: list[tuple[str, str]]
-    armed: list[tuple[str, str, str]]
+    instances: list[tuple[Any, ...]]  # instances created by the batch
+    statuses: list[tuple[Any, ...]]  # (active, last_seq, instance id) of those it ended
+    changed: dict[str, tuple[InstanceState, int]]  # instance id -> (state, last seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +135,11 @@ class _Statements:
     audit: str
     outbox: str
     instances: str
-    cancel_timer: str
+    status: str
+    snapshot_instance: str
+    cancel_timers: str
     arm_timer: str
+    snapshot: str
     heads: str
 
     @classmethod
@@ -168,17 +179,17 @@ class _Statements:
                     "enrolled_at",
                     "last_seq",
                     "state",
+                    "state_seq",
                 ],
-                ' ON CONFLICT ("instance_id") DO UPDATE SET "active" = excluded."active", '
-                '"last_seq" = excluded."last_seq", "state" = excluded."state"',
             ),
-            # cancelled timers are deleted; armed ones inserted, or re-armed where they exist
-            cancel_timer=f'DELETE FROM timers WHERE "instance_id" = {mark} AND "key" = {mark}',
-            arm_timer=insert(
-                t.timers,
-                ["instance_id", "key", "due_utc"],
-                ' ON CONFLICT ("instance_id", "key") DO UPDATE SET "due_utc" = excluded."due_utc"',
-            ),
+            status=f'UPDATE instances SET "active" = {mark}, "last_seq" = {mark} '
+            f'WHERE "instance_id" = {mark}',
+            snapshot_instance=f'UPDATE instances SET "active" = {mark}, "last_seq" = {mark}, '
+            f'"state" = {mark}, "state_seq" = {mark} WHERE "instance_id" = {mark}',
+            # a snapshot replaces the timers of each instance it writes
+            cancel_timers=f'DELETE FROM timers WHERE "instance_id" = {mark}',
+            arm_timer=insert(t.timers, ["instance_id", "key", "due_utc"]),
+            snapshot=insert(t.snapshots, ["seq", "instances"]),
             heads=insert(
                 t.chain_heads,
                 ["chain", "last", "hash"],
@@ -245,11 +256,18 @@ class Store:
         self._read_tails()
         self._sql = _Statements.of(engine.dialect.paramstyle)
         self._writer: _WriterLock | None = None
+        #: the writer's: instance id -> active, as the instances table holds it
+        self._rows: dict[str, bool] = {}
+        #: the writer's: instances changed since the latest snapshot -> (state, last seq)
+        self._changed: dict[str, tuple[InstanceState, int]] = {}
 
     def _read_tails(self) -> None:
         with self.engine.connect() as conn:
             self.last_seq, self.input_hash = _tail(conn, t.inputs, t.inputs.c.seq)
             self.last_audit, self.audit_hash = _tail(conn, t.audit, t.audit.c.id)
+            self.snapshot_seq = int(
+                conn.execute(sa.select(sa.func.max(t.snapshots.c.seq))).scalar() or 0
+            )
 
     def claim_writer(self, wait_seconds: float = 3.0) -> None:
         """Become the store's only writer, until `close()`; StoreError if another process is.
@@ -264,6 +282,10 @@ class Store:
         lock = _WriterLock.take(self.engine, wait_seconds)
         self._writer = lock
         self._read_tails()  # a writer before us may have moved the heads since we opened
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.instances.c.instance_id, t.instances.c.active))
+            self._rows = {r.instance_id: bool(r.active) for r in rows}
+        self._changed = {}
 
     @classmethod
     def open(cls, url: str, *, schema: str | None = None) -> Store:
@@ -323,10 +345,35 @@ class Store:
     # -- reading state back --------------------------------------------------------------------
 
     def instances(self) -> Iterator[InstanceState]:
+        """The instance states of the latest snapshot (oldest change first): what a restart
+        starts from, before it re-decides the inputs after `snapshot_seq`. Instances created
+        since are left out (those inputs create them again)."""
+        c = t.instances.c
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.instances.c.state).order_by(t.instances.c.last_seq))
+            rows = conn.execute(
+                sa.select(c.state)
+                .where(c.state_seq <= self.snapshot_seq)
+                .order_by(c.last_seq, c.enrolled_at, c.instance_id)
+            )
             for row in rows:
                 yield InstanceState.from_dict(json.loads(row.state))
+
+    def inputs_after(self, seq: int) -> Iterator[sa.Row[Any]]:
+        """The input log after `seq`, in order."""
+        with self.engine.connect() as conn:
+            yield from conn.execute(
+                sa.select(t.inputs).where(t.inputs.c.seq > seq).order_by(t.inputs.c.seq)
+            )
+
+    def action_texts_after(self, seq: int) -> dict[int, list[str]]:
+        """The recorded actions of the inputs after `seq` as stored (`action_text`), by input."""
+        texts: dict[int, list[str]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(
+                sa.select(t.outbox.c.seq, t.outbox.c.payload).where(t.outbox.c.seq > seq)
+            ):
+                texts.setdefault(row.seq, []).append(row.payload)
+        return texts
 
     def clock(self) -> datetime | None:
         with self.engine.connect() as conn:
@@ -410,7 +457,6 @@ class Store:
         audit_rows: list[tuple[Any, ...]] = []
         outbox_rows: list[tuple[Any, ...]] = []
         states: dict[str, tuple[InstanceState, int]] = {}
-        timer_final: dict[tuple[str, str], datetime | None] = {}
         for rec in batch:
             seq += 1
             rec.seq = seq
@@ -442,30 +488,38 @@ class Store:
                 outbox_rows.append(_outbox_row(seq, action))
             for state in rec.changed:
                 states[state.instance_id] = (state, seq)
-            for change in rec.decision.timers:
-                timer_final[(change.instance_id, change.timer)] = change.due_at
-        instance_rows = [
-            (
-                s.instance_id,
-                s.pathway_key,
-                s.pathway_key.split("@", 1)[0],
-                s.patient_id,
-                s.active,
-                to_text(s.enrolled_at),
-                last,
-                _COMPACT_JSON(s.as_dict()),
-            )
-            for s, last in states.values()
-        ]
+        # A row for each new instance (so that it can be looked up by id or patient at once)
+        # with its state as first written; a changed status for each one ended. The states
+        # themselves wait for the next snapshot.
+        created: list[tuple[Any, ...]] = []
+        statuses: list[tuple[Any, ...]] = []
+        for state, last in states.values():
+            active = self._rows.get(state.instance_id)
+            if active is None:
+                created.append(
+                    (
+                        state.instance_id,
+                        state.pathway_key,
+                        state.pathway_key.split("@", 1)[0],
+                        state.patient_id,
+                        state.active,
+                        to_text(state.enrolled_at),
+                        last,
+                        _COMPACT_JSON(state.as_dict()),
+                        last,
+                    )
+                )
+            elif active != state.active:
+                statuses.append((state.active, last, state.instance_id))
         return _Prepared(
             size=len(batch),
             heads=(seq, input_hash, audit_id, audit_hash),
             inputs=input_rows,
             audit=audit_rows,
             outbox=outbox_rows,
-            instances=instance_rows,
-            cancelled=[(i, k) for (i, k), due in timer_final.items() if due is None],
-            armed=[(i, k, to_text(due)) for (i, k), due in timer_final.items() if due is not None],
+            instances=created,
+            statuses=statuses,
+            changed=states,
         )
 
     def _commit(self, prepared: _Prepared) -> None:
@@ -485,10 +539,8 @@ class Store:
                     run(sql.outbox, prepared.outbox)
                 if prepared.instances:
                     run(sql.instances, prepared.instances)
-                if prepared.cancelled:
-                    run(sql.cancel_timer, prepared.cancelled)
-                if prepared.armed:
-                    run(sql.arm_timer, prepared.armed)
+                if prepared.statuses:
+                    run(sql.status, prepared.statuses)
                 run(
                     sql.heads,
                     [("inputs", seq, input_hash), ("audit", audit_id, audit_hash)],
@@ -497,6 +549,54 @@ class Store:
             raise StoreError(f"could not commit {prepared.size} input(s): {exc}") from exc
         self.last_seq, self.input_hash = seq, input_hash
         self.last_audit, self.audit_hash = audit_id, audit_hash
+        self.changed(prepared.changed)
+
+    def changed(self, states: Mapping[str, tuple[InstanceState, int]]) -> None:
+        """Note instance states changed since the latest snapshot, with the seq of the input
+        that last changed each: the next snapshot writes them. The writer's commits note
+        theirs; a restart notes those it re-decided after the snapshot."""
+        self._changed.update(states)
+        for instance_id, (state, _) in states.items():
+            self._rows[instance_id] = state.active
+
+    def forget_changes(self) -> None:
+        """Drop the states noted since the latest snapshot (the writer is about to re-decide
+        them from the log)."""
+        self._changed = {}
+
+    def snapshot(self) -> int:
+        """Write the state and pending timers of every instance changed since the latest
+        snapshot, as of the last committed input, in one transaction; returns how many.
+
+        The rows are written in instance id order, each page of the instances table once,
+        where writing them with every commit wrote a page (and a timer's) per event."""
+        if self.snapshot_seq == self.last_seq:
+            return 0
+        sql, seq = self._sql, self.last_seq
+        states = sorted(self._changed.items())
+        rows = [
+            (state.active, last, _COMPACT_JSON(state.as_dict()), seq, instance_id)
+            for instance_id, (state, last) in states
+        ]
+        timers = [
+            (instance_id, key, to_text(due))
+            for instance_id, (state, _) in states
+            for key, due in sorted(state.timers.items())
+        ]
+        try:
+            with self.engine.begin() as conn:
+                run = conn.exec_driver_sql
+                if rows:
+                    run(sql.snapshot_instance, rows)
+                    run(sql.cancel_timers, [(instance_id,) for instance_id, _ in states])
+                if timers:
+                    run(sql.arm_timer, timers)
+                run(sql.snapshot, [(seq, len(rows))])
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"could not write a snapshot: {exc}") from exc
+        self.snapshot_seq = seq
+        self._changed = {}
+        return len(rows)
 
     # -- dead letters: inbound payloads that could not be accepted ----------------------------
 
@@ -535,6 +635,8 @@ class Store:
             )
 
     def instances_of(self, patient_id: str) -> list[InstanceState]:
+        """A patient's instances, each as of its latest snapshot (or its creation): the running
+        engine holds them as of now (DurableEngine.current)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(t.instances.c.state)
@@ -544,6 +646,7 @@ class Store:
             return [InstanceState.from_dict(json.loads(r.state)) for r in rows]
 
     def instance(self, instance_id: str) -> InstanceState | None:
+        """An instance as of its latest snapshot (or its creation); see `instances_of`."""
         with self.engine.connect() as conn:
             state = conn.execute(
                 sa.select(t.instances.c.state).where(t.instances.c.instance_id == instance_id)
@@ -754,6 +857,11 @@ def _audit_row(
     }
 
 
+def action_text(action: Action) -> str:
+    """An action as the outbox stores it (its `payload`)."""
+    return _COMPACT_JSON(action.as_dict())
+
+
 def _outbox_row(seq: int, action: Action) -> tuple[Any, ...]:
     """The outbox row of `action`, in the column order of `_Statements.outbox`."""
     carried_out = action.action not in ("enrol", "exit")
@@ -764,7 +872,7 @@ def _outbox_row(seq: int, action: Action) -> tuple[Any, ...]:
         action.patient_id,
         f"{action.pathway}@{action.pathway_version}",
         action.action,
-        _COMPACT_JSON(action.as_dict()),
+        action_text(action),
         "pending" if carried_out else "recorded",
         0,
     )

@@ -134,11 +134,11 @@ class Outcome:
         )
 
 
-def simulate(events: Path, url: str) -> subprocess.Popen[bytes]:
+def simulate(events: Path, url: str, *options: str) -> subprocess.Popen[bytes]:
     command = "from engine.cli import main; main()"
     return subprocess.Popen(
         [sys.executable, "-c", command, "simulate", "--pathways", str(PATHWAYS),
-         "--events", str(events), "--db", url],
+         "--events", str(events), "--db", url, *options],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
 
@@ -171,14 +171,17 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], 
     return path, ids, Outcome.of(url)
 
 
-def kill_and_restart(events: Path, url: str, total: int, seed: int) -> int:
+def kill_and_restart(events: Path, url: str, total: int, seed: int, *options: str) -> int:
     """Run simulate on `url`, SIGKILLing it each time the store has committed past the next of
-    some seeded points, and restarting it, until a run finishes. Returns the number of kills."""
+    some seeded points, and restarting it, until a run finishes. Returns the number of kills.
+
+    Each restart reads the latest snapshot and re-decides the inputs after it: those of the
+    killed run (a snapshot is taken at every clean stop, and every --snapshot-every inputs)."""
     rng = random.Random(seed)
     points = sorted(rng.sample(range(1, total), 3))
     kills = 0
     for point in [0, *points]:
-        run = simulate(events, url)
+        run = simulate(events, url, *options)
         if point == 0:  # the first kill: during start-up or the first group, before any commit
             time.sleep(rng.uniform(0.3, 1.0))
         else:
@@ -190,7 +193,7 @@ def kill_and_restart(events: Path, url: str, total: int, seed: int) -> int:
         os.kill(run.pid, signal.SIGKILL)
         run.communicate()
         kills += 1
-    final = simulate(events, url)
+    final = simulate(events, url, *options)
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
     return kills
@@ -219,9 +222,15 @@ def test_killed_and_restarted_on_sqlite_ends_as_an_uninterrupted_run(
 ) -> None:
     events, ids, reference = history
     url = f"sqlite:///{tmp_path / 'killed.db'}"
-    kills = kill_and_restart(events, url, len(ids), seed=1)
+    # snapshots every 300 inputs, so kills fall between them (PostgreSQL: the default, none)
+    kills = kill_and_restart(events, url, len(ids), 1, "--snapshot-every", "300")
     assert kills >= 3
     check_recovered(url, ids, reference, _verify(url))
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        taken = conn.execute(sa.text("SELECT count(*) FROM snapshots")).scalar_one()
+    engine.dispose()
+    assert taken > kills + 1  # periodic ones too, besides each restart's and the last stop's
 
 
 @pytest.mark.slow
@@ -230,7 +239,7 @@ def test_killed_and_restarted_on_postgresql_ends_as_an_uninterrupted_run(
     history: tuple[Path, list[str], Outcome], pg_url: str
 ) -> None:
     events, ids, reference = history
-    kills = kill_and_restart(events, pg_url, len(ids), seed=2)
+    kills = kill_and_restart(events, pg_url, len(ids), 2)
     assert kills >= 3
     check_recovered(pg_url, ids, reference, _verify(pg_url))
 

@@ -28,6 +28,7 @@ TABLES = {
     "instances",
     "outbox",
     "pathway_versions",
+    "snapshots",
     "timers",
 }
 
@@ -121,6 +122,60 @@ def test_a_migration_that_fails_half_way_leaves_no_tables(
     try:
         assert set(sa.inspect(store.engine).get_table_names()) == TABLES
         assert _version(store) == _head()
+    finally:
+        store.close()
+
+
+def test_upgrading_from_0001_records_its_instances_as_a_snapshot(store_url: str) -> None:
+    """Before 0002 every commit rewrote the states it changed: the instances table was a
+    snapshot as of the last input, and 0002 says so, so that a restart re-decides nothing."""
+    from engine.store.migrate import upgrade
+
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        upgrade(conn, "0001")
+        for seq in (1, 2, 3):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO inputs (seq, kind, input_id, patient_id, type, occurred_at, "
+                    "recorded_at, decided_at, payload, prev_hash, hash) VALUES (:seq, 'event', "
+                    ":id, 'p-1', 'x', 't', 't', 't', '{}', 'h', 'h')"
+                ),
+                {"seq": seq, "id": f"e-{seq}"},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO instances (instance_id, pathway_key, pathway_id, patient_id, active, "
+                "enrolled_at, last_seq, state) VALUES ('i-1', 'p@1', 'p', 'p-1', :yes, 't', 2, "
+                "'{}')"
+            ),
+            {"yes": True},
+        )
+    engine.dispose()
+
+    store = Store.open(store_url)
+    try:
+        assert _version(store) == _head()
+        assert store.snapshot_seq == 3
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(t.instances.c.state_seq)).scalar() == 2
+            assert conn.execute(sa.select(t.snapshots)).all() == [(3, 1)]
+    finally:
+        store.close()
+
+
+def test_upgrading_an_empty_0001_store_records_no_snapshot(store_url: str) -> None:
+    from engine.store.migrate import upgrade
+
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        upgrade(conn, "0001")
+    engine.dispose()
+    store = Store.open(store_url)
+    try:
+        assert store.snapshot_seq == 0
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(t.snapshots)).all() == []
     finally:
         store.close()
 
