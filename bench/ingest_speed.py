@@ -21,12 +21,12 @@ directory under data/; PostgreSQL: a schema of its own, dropped afterwards):
   most 4 groups in flight, as HTTP clients would; its clock is the latest occurred_at handed in.
 
 Printed: enrolments/s (day 0), then the target figure, steady-state events/s at `--instances`
-active instances (and inputs/s counting the timer firings recorded alongside); what stopping
-cleanly costs (the final snapshot) and what a restart after a crash costs (no final snapshot:
-the inputs after the latest one are re-decided); then replay:
-`engine.replay.replay(store)` over every recorded input (read back, re-decided through the
-pinned pathway versions, compared with the recorded actions and audit), inputs/s. A replay that
-is not identical is an error.
+active instances (and inputs/s counting the timer firings recorded alongside); what a restart
+after a crash costs (no final snapshot: a new engine re-decides the inputs after the latest one
+and writes a snapshot, the one a clean stop would have written); then replay as `carepath
+replay --all` does it, `engine.replay.replay(store, jobs=JOBS)`, over every recorded input
+(read back, re-decided through the pinned pathway versions, compared with the recorded actions
+and audit), inputs/s. A replay that is not identical is an error.
 
 Targets: >= 10,000 events/s on SQLite, >= 5,000 on PostgreSQL, replay >= 50,000 inputs/s.
 Exits 1 when a target is missed (or replay diverges).
@@ -198,8 +198,7 @@ def ingest(
     engine = DurableEngine(
         opened.store, registry, batch_size=args.batch, snapshot_every=args.snapshot_every
     )
-    heap.tune_collector()  # as carepath serve and simulate --db do
-    heap.settle()
+    heap.settle()  # as carepath serve and simulate --db do
     feed = via_engine if via == "engine" else via_service
     print(f"  {kind}, via {via} (load {load()})", flush=True)
     enrolled = timed(lambda: feed(engine, enrol, args.batch), None, "")
@@ -264,11 +263,12 @@ def one_run(
             total = result["counts"]["inputs"]
             # like `carepath replay --all`, without the timeline the terminal would print
             start = time.perf_counter()
-            replayed = replay(opened.store, keep_timeline=False)
+            replayed = replay(opened.store, keep_timeline=False, jobs=args.jobs)
             took = time.perf_counter() - start
             print(f"    replay:    {replayed.inputs / took:,.0f} inputs/s ({replayed.inputs:,} "
                   f"inputs of {total:,} recorded, {replayed.decisions:,} decisions, in "
-                  f"{took:.1f} s): {'identical' if replayed.identical else 'DIVERGED'} "
+                  f"{took:.1f} s, {args.jobs} worker process(es)): "
+                  f"{'identical' if replayed.identical else 'DIVERGED'} "
                   f"(load {load()})", flush=True)
             result.update(replay_per_s=replayed.inputs / took, replay_inputs=replayed.inputs,
                           replay_identical=replayed.identical)
@@ -293,6 +293,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", help="write a cProfile of each steady phase to FILE.<run>")
     parser.add_argument("--no-replay", action="store_true")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="replay's worker processes (carepath replay --all's default: one "
+                        "per core)")
     parser.add_argument("--json", help="append the figures as JSON lines here")
     args = parser.parse_args()
     print(f"load: {load()} on {os.cpu_count()} cores; 10M Python additions in "
@@ -303,6 +306,7 @@ def main() -> int:
     steady = [e for day in population.days(1, args.days) for e in day]
     print(f"{args.instances:,} instances: {len(enrol):,} enrolments, then {args.days} days: "
           f"{len(steady):,} events ({mix(steady)})", flush=True)
+    heap.tune_collector()  # as the carepath console script does
     gc.collect()
     gc.freeze()  # the pre-built events are the harness's input, not the engine's state
     results = [

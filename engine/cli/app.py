@@ -235,7 +235,6 @@ def _simulate_on_store(
         clock = store.clock() or datetime.now(UTC)
         registry = open_registry(store, loaded, clock)
         engine = DurableEngine(store, registry, holidays, snapshot_every=snapshot_every)
-        heap.tune_collector()
         heap.settle()  # the restored states live on
         try:
             return simulate_durable(engine, lines, emit, report, until=end)
@@ -265,6 +264,11 @@ app.command("dispatch")(dispatch_command)
 
 
 def main() -> None:
+    """The `carepath` console script: a process of its own, so the garbage collector is set
+    for it (engine.runtime.heap); tests invoke `app` in their own process and leave it be."""
+    from engine.runtime import heap
+
+    heap.tune_collector()
     app(prog_name="carepath")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +37,14 @@ def replay_command(
         typer.Option("--pathway", help="what-if: replay under this pathway version instead"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            min=0,
+            help="worker processes for --all (0: one per CPU core; 1: in this process)",
+        ),
+    ] = 0,
 ) -> None:
     """Re-run recorded inputs through their pinned pathway versions and compare every decision.
     Exit 0 when identical, 1 at the first divergence (shown side by side)."""
@@ -65,7 +74,13 @@ def replay_command(
     console = Console()
     try:
         with progress_bar(console, disable=as_json) as progress:
-            result = replay(store, patient_id=patient, instance_id=instance, progress=progress)
+            result = replay(
+                store,
+                patient_id=patient,
+                instance_id=instance,
+                progress=progress,
+                jobs=jobs or os.cpu_count() or 1,
+            )
     finally:
         store.close()
     if as_json:

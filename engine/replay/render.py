@@ -19,15 +19,18 @@ def progress_bar(console: Console, *, disable: bool) -> Iterator[Callable[[int, 
     """A progress callback that shows a bar for long runs (over 1,000 steps) only."""
     with Progress(console=console, transient=True, disable=disable) as progress:
         task = None
+        shown = 0
 
         def update(done: int, total: int) -> None:
-            nonlocal task
+            # every 500 steps or more: parallel replay reports in steps of a few thousand
+            nonlocal task, shown
             if total < 1000:
                 return
             if task is None:
                 task = progress.add_task("replaying", total=total)
-            if done % 500 == 0 or done == total:
+            if done - shown >= 500 or done == total:
                 progress.update(task, completed=done)
+                shown = done
 
         yield update
 

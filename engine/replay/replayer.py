@@ -7,24 +7,44 @@ recorded actions and audit records. The first difference is reported side by sid
 Actions are never re-run: what they came to was recorded by the dispatcher as inputs of its own
 (`action.succeeded` with the outside system's reference, `action.failed` with the error), which
 the timeline shows as `outcome` rows beside the decisions.
+
+Replaying everyone is CPU bound, and patients are independent: an input reads and changes only
+its patient's instances, and a timer belongs to an instance. So `replay(store, jobs=N)` splits
+the patients into N ranges and replays each in a worker process of its own, then merges what
+they found. Workers are forked from a server process that imported this module and never opened
+a database (`forkserver`): a child forked from the caller would share its open connections, and
+a spawned one imports the engine anew, about a second on a slow machine.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
-from collections.abc import Callable
+import multiprocessing
+import os
+import pickle
+import queue
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
-from engine.core import Decision, EventInput, InstanceState, TimerInput, route
+from engine.core import Decision, EventInput, InstanceState, Registry, TimerInput, route
+from engine.errors import RuntimeFailure
 from engine.replay.history import (
+    PatientRange,
     as_input,
     decode_actions,
     decode_audit,
+    inputs_of,
+    patient_ranges,
     pinned_registry,
     recorded_texts,
+    recorded_texts_of,
 )
+from engine.runtime.heap import tune_collector
 from engine.store import Store
 
 _AUDIT_KEYS = ("instance_id", "kind", "rule", "action_ids", "facts", "note")
@@ -94,11 +114,44 @@ def replay(
     instance_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_timeline: bool = True,
+    jobs: int = 1,
 ) -> ReplayResult:
-    """Re-decide the recorded inputs of one patient, one instance's patient, or everyone."""
-    registry = pinned_registry(store)
+    """Re-decide the recorded inputs of one patient, one instance's patient, or everyone.
+
+    Everyone's, with `jobs` over 1, in up to `jobs` worker processes, each replaying a range of
+    patients from its own connection to the store (fewer when there are fewer patients; in
+    this process when there is only one). When the history is identical the result is the one
+    a single process gives. When it is not, each worker stops at the first divergence in its
+    own range: the divergence reported is the earliest of those, the one a single process
+    stops at, but `inputs`, `decisions` and `timeline` count what every worker re-decided
+    before its own stop, so they can include inputs after the divergence reported. `progress`
+    is called in this process, in steps of a few thousand inputs.
+    """
+    everyone = patient_id is None and instance_id is None
+    if jobs > 1 and everyone and (url := _worker_url(store)) is not None:
+        ranges = patient_ranges(store, jobs)
+        if len(ranges) > 1:
+            return _replay_in_workers(url, store.schema, ranges, progress, keep_timeline)
     rows = list(store.inputs(patient_id=patient_id, instance_id=instance_id))
-    recorded_actions, recorded_audit = recorded_texts(store, [r.seq for r in rows])
+    return _replay_rows(
+        pinned_registry(store),
+        rows,
+        recorded_texts(store, [r.seq for r in rows]),
+        progress,
+        keep_timeline,
+    )
+
+
+def _replay_rows(
+    registry: Registry,
+    rows: Sequence[Any],
+    recorded: tuple[dict[int, list[str]], dict[int, list[str]]],
+    progress: Callable[[int, int], None] | None,
+    keep_timeline: bool,
+) -> ReplayResult:
+    """Re-decide `rows` (inputs of whole patient histories, in recorded order) and compare
+    each input's decisions with `recorded` (actions, audit), up to the first difference."""
+    recorded_actions, recorded_audit = recorded
     result = ReplayResult()
     instances: dict[str, InstanceState] = {}
     latest: dict[tuple[str, str], str] = {}
@@ -134,6 +187,155 @@ def replay(
         ):
             break
     return result
+
+
+#: a worker reports its progress every this many inputs, and when done
+_REPORT_EVERY = 2_000
+#: how often, in seconds, the parent looks for a worker that died without a word
+_POLL_SECONDS = 0.5
+
+
+def _worker_url(store: Store) -> str | None:
+    """The URL a worker process opens the store by (None for an SQLite database in memory,
+    which no other process sees). An SQLite path is made absolute: a worker starts in the
+    directory the fork server started in."""
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            return None
+        url = url.set(database=os.path.abspath(url.database))
+    return url.render_as_string(hide_password=False)
+
+
+def _replay_in_workers(
+    url: str,
+    schema: str | None,
+    ranges: list[PatientRange],
+    progress: Callable[[int, int], None] | None,
+    keep_timeline: bool,
+) -> ReplayResult:
+    """Replay each range of patients in a worker process and merge the results.
+
+    Workers put on one queue their progress (a count of inputs) and, last, (their index, their
+    result or what they raised). The first failure is raised here, after the other workers are
+    stopped."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # once the server runs, this changes nothing
+    reports: multiprocessing.Queue[Any] = context.Queue()
+    workers = [
+        context.Process(
+            target=_replay_patients,
+            args=(index, url, schema, patients, keep_timeline, reports),
+            name=f"carepath-replay-{index}",
+            daemon=True,
+        )
+        for index, patients in enumerate(ranges)
+    ]
+    total = sum(patients.inputs for patients in ranges)
+    results: dict[int, ReplayResult] = {}
+    done = 0
+    try:
+        for worker in workers:
+            worker.start()
+        while len(results) < len(workers):
+            # Workers that had exited before the queue was found empty: whatever they put on
+            # it was in the pipe by then (a process flushes its queue before it exits).
+            exited = [
+                index
+                for index, worker in enumerate(workers)
+                if worker.exitcode is not None and index not in results
+            ]
+            try:
+                message = reports.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if exited:
+                    patients, code = ranges[exited[0]], workers[exited[0]].exitcode
+                    raise RuntimeFailure(
+                        f"the replay worker for patients {patients.first} to {patients.last} "
+                        f"exited with code {code} without a result"
+                    ) from None
+                continue
+            if isinstance(message, int):
+                done += message
+                if progress:
+                    progress(done, total)
+                continue
+            index, outcome = message
+            if isinstance(outcome, BaseException):
+                raise outcome
+            results[index] = outcome
+    finally:
+        for worker in workers:
+            if worker.pid is None:  # never started
+                continue
+            if worker.is_alive():  # only after a failure (or an interrupt) here
+                worker.terminate()
+            worker.join()
+        reports.close()
+    return _merged([results[index] for index in range(len(workers))])
+
+
+def _replay_patients(
+    index: int,
+    url: str,
+    schema: str | None,
+    patients: PatientRange,
+    keep_timeline: bool,
+    reports: multiprocessing.Queue[Any],
+) -> None:
+    """A worker process: replay one range of patients and put the result on `reports`, or
+    what was raised (see `_portable`)."""
+    tune_collector()
+    reported = 0
+
+    def report(done: int, total: int) -> None:
+        nonlocal reported
+        if done - reported >= _REPORT_EVERY or done == total:
+            reports.put(done - reported)
+            reported = done
+
+    try:
+        store = Store.open(url, schema=schema)
+        try:
+            outcome: ReplayResult | Exception = _replay_rows(
+                pinned_registry(store),
+                inputs_of(store, patients),
+                recorded_texts_of(store, patients),
+                report,
+                keep_timeline,
+            )
+        finally:
+            store.close()
+    except Exception as exc:
+        outcome = _portable(exc)
+    reports.put((index, outcome))
+
+
+def _portable(exc: Exception) -> Exception:
+    """`exc` with the worker's traceback added as a note, if it comes through pickling (which
+    rebuilds it from its args: not every error class allows that); otherwise a RuntimeFailure
+    that names it."""
+    note = "raised in a replay worker process:\n" + "".join(traceback.format_exception(exc))
+    exc.add_note(note)
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        failure = RuntimeFailure(f"a replay worker failed: {type(exc).__name__}: {exc}")
+        failure.add_note(note)
+        return failure
+    return exc
+
+
+def _merged(results: list[ReplayResult]) -> ReplayResult:
+    """One result from the workers': counts summed, the earliest divergence, the timelines
+    merged in input order (the rows of one input all come from one worker, in their order)."""
+    divergences = [r.divergence for r in results if r.divergence is not None]
+    return ReplayResult(
+        inputs=sum(r.inputs for r in results),
+        decisions=sum(r.decisions for r in results),
+        timeline=list(heapq.merge(*(r.timeline for r in results), key=attrgetter("seq"))),
+        divergence=min(divergences, key=attrgetter("seq"), default=None),
+    )
 
 
 def _compare(

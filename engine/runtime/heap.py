@@ -11,8 +11,11 @@ couple of events and a quarter to a third of the core's time went to it
 restore (the instance states read back from the store) out of the collector's sight, since it
 stays alive until replaced. Nothing here changes what is decided, and nothing is kept longer:
 reference counting frees a replaced state at once, frozen or not; the collector is only for
-reference cycles, which it still finds, less often. Process-wide, so called by the commands
-(serve, simulate --db, replay), never by library code.
+reference cycles, which it still finds, less often.
+
+Process-wide, so `tune_collector()` is called where a process starts: the `carepath` console
+script (engine.cli.main), replay's worker processes, the benchmarks. `settle()` does nothing in
+a process whose collector was not tuned (a test run invoking the commands in-process).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ def tune_collector() -> None:
 
 
 def settle() -> None:
-    """Collect once, then leave everything alive now to the permanent generation."""
-    gc.collect()
-    gc.freeze()
+    """In a tuned process: collect once, then leave everything alive now to the permanent
+    generation."""
+    if gc.get_threshold() == THRESHOLDS:
+        gc.collect()
+        gc.freeze()

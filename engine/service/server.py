@@ -189,7 +189,6 @@ def serve(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     _service, app = build_app(settings)
-    heap.tune_collector()
     heap.settle()  # the restored states live on
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler it
     # found: make that a no-op, so that a clean shutdown exits 0 (as operators' tools expect).

@@ -251,8 +251,9 @@ class _WriterLock:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, schema: str | None = None) -> None:
         self.engine = engine
+        self.schema = schema  # the PostgreSQL schema given to `open` apart from the URL
         self._read_tails()
         self._sql = _Statements.of(engine.dialect.paramstyle)
         self._writer: _WriterLock | None = None
@@ -297,7 +298,7 @@ class Store:
         except sa.exc.SQLAlchemyError as exc:
             engine.dispose()
             raise StoreError(f"cannot open the store: {exc}") from exc
-        return cls(engine)
+        return cls(engine, schema)
 
     def close(self) -> None:
         if self._writer is not None:
