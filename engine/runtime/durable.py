@@ -74,6 +74,7 @@ class DurableEngine:
                     f"{len(recorded.get(row.seq, []))} recorded)"
                 )
             store.changed({s.instance_id: (s, row.seq) for s in changed})
+        store.changes_complete()
         memory.clock = store.clock()
         return memory
 

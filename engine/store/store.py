@@ -269,6 +269,9 @@ class Store:
             self.snapshot_seq = int(
                 conn.execute(sa.select(sa.func.max(t.snapshots.c.seq))).scalar() or 0
             )
+        # Whether every change since the latest snapshot is noted (so a snapshot may be taken):
+        # so when nothing was recorded after it; otherwise once a restore has noted them.
+        self._complete = self.last_seq == self.snapshot_seq
 
     def claim_writer(self, wait_seconds: float = 3.0) -> None:
         """Become the store's only writer, until `close()`; StoreError if another process is.
@@ -562,8 +565,13 @@ class Store:
 
     def forget_changes(self) -> None:
         """Drop the states noted since the latest snapshot (the writer is about to re-decide
-        them from the log)."""
+        them from the log, then says `changes_complete`)."""
         self._changed = {}
+        self._complete = False
+
+    def changes_complete(self) -> None:
+        """Every input after the latest snapshot has had its changed states noted."""
+        self._complete = True
 
     def snapshot(self) -> int:
         """Write the state and pending timers of every instance changed since the latest
@@ -573,6 +581,11 @@ class Store:
         where writing them with every commit wrote a page (and a timer's) per event."""
         if self.snapshot_seq == self.last_seq:
             return 0
+        if not self._complete:
+            # marking a snapshot without every state changed since the last one would make a
+            # restart skip the inputs that changed the others
+            raise StoreError("a snapshot needs every state changed since the latest one (the "
+                             "engine's restore notes them)")
         sql, seq = self._sql, self.last_seq
         states = sorted(self._changed.items())
         rows = [

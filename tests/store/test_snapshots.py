@@ -168,3 +168,22 @@ def test_a_restart_refuses_a_tail_that_decides_differently_now(
             DurableEngine(again, registry)
     finally:
         again.close()
+
+
+def test_no_snapshot_without_every_change_since_the_last(
+    store_url: str, registry: Registry, history: list[Event]
+) -> None:
+    """A store opened on an unsnapshotted tail knows nothing of the states it changed: a
+    snapshot marked there would make the next restart skip that tail. Only the engine's
+    restore, which re-decides it, makes a snapshot possible again."""
+    store = Store.open(store_url)
+    DurableEngine(store, registry).submit_many(history)
+    store.close()  # a crash: no snapshot
+    again = Store.open(store_url)
+    try:
+        with pytest.raises(StoreError, match="every state changed since the latest"):
+            again.snapshot()
+        DurableEngine(again, registry)  # re-decides the tail, then snapshots
+        assert again.snapshot_seq == again.last_seq
+    finally:
+        again.close()
