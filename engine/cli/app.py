@@ -234,7 +234,8 @@ def _simulate_on_store(
     try:
         clock = store.clock() or datetime.now(UTC)
         registry = open_registry(store, loaded, clock)
-        engine = DurableEngine(store, registry, holidays, snapshot_every=snapshot_every)
+        # no --holiday: the ones the store last recorded (given ones are recorded from here on)
+        engine = DurableEngine(store, registry, holidays or None, snapshot_every=snapshot_every)
         heap.settle()  # the restored states live on
         try:
             return simulate_durable(engine, lines, emit, report, until=end)

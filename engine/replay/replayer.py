@@ -46,6 +46,7 @@ from engine.replay.history import (
 )
 from engine.runtime.heap import tune_collector
 from engine.store import Store
+from engine.store.store import Calendar
 
 _AUDIT_KEYS = ("instance_id", "kind", "rule", "action_ids", "facts", "note")
 
@@ -135,6 +136,7 @@ def replay(
     rows = list(store.inputs(patient_id=patient_id, instance_id=instance_id))
     return _replay_rows(
         pinned_registry(store),
+        store.calendar(),
         rows,
         recorded_texts(store, [r.seq for r in rows]),
         progress,
@@ -144,13 +146,15 @@ def replay(
 
 def _replay_rows(
     registry: Registry,
+    calendar: Calendar,
     rows: Sequence[Any],
     recorded: tuple[dict[int, list[str]], dict[int, list[str]]],
     progress: Callable[[int, int], None] | None,
     keep_timeline: bool,
 ) -> ReplayResult:
-    """Re-decide `rows` (inputs of whole patient histories, in recorded order) and compare
-    each input's decisions with `recorded` (actions, audit), up to the first difference."""
+    """Re-decide `rows` (inputs of whole patient histories, in recorded order), each with the
+    holidays it was decided with, and compare each input's decisions with `recorded` (actions,
+    audit), up to the first difference."""
     recorded_actions, recorded_audit = recorded
     result = ReplayResult()
     instances: dict[str, InstanceState] = {}
@@ -172,7 +176,7 @@ def _replay_rows(
                 for pid in registry.pathway_ids()
                 if (iid := latest.get((input_.event.patient_id, pid))) is not None
             }
-        changed, decision = route(registry, scope, input_, now)
+        changed, decision = route(registry, scope, input_, now, calendar.at(row.seq))
         for state in changed:
             instances[state.instance_id] = state
             latest[(state.patient_id, state.pathway_key.split("@", 1)[0])] = state.instance_id
@@ -299,6 +303,7 @@ def _replay_patients(
         try:
             outcome: ReplayResult | Exception = _replay_rows(
                 pinned_registry(store),
+                store.calendar(),
                 inputs_of(store, patients),
                 recorded_texts_of(store, patients),
                 report,

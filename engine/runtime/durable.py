@@ -35,17 +35,23 @@ class DurableEngine:
         self,
         store: Store,
         registry: Registry,
-        holidays: Collection[date] = (),
+        holidays: Collection[date] | None = None,
         batch_size: int = 500,
         snapshot_every: int = SNAPSHOT_EVERY,
     ) -> None:
+        """`holidays`: the public holidays to count business days with from now on, recorded
+        in the store; None: the ones last recorded (what `carepath dispatch` and `deadletter
+        retry` decide with, so that they agree with the service)."""
         self.store = store
         store.claim_writer()  # before its state is read: the single writer (see Store)
         self.batch_size = batch_size
         self.snapshot_every = snapshot_every
         self._pending: list[Recorded] = []
         self._decided: list[Decision] = []
+        if holidays is None:
+            holidays = store.calendar().at(store.last_seq + 1)
         self.memory = self._restore(registry, holidays)
+        store.record_holidays(holidays)
         if store.last_seq != store.snapshot_seq:
             store.snapshot()  # so that the next start need not re-decide the same tail
 
@@ -59,11 +65,13 @@ class DurableEngine:
         memory.restore(store.instances(), None)
         store.forget_changes()
         recorded = store.action_texts_after(store.snapshot_seq)
+        calendar = store.calendar()
         for row in store.inputs_after(store.snapshot_seq):
             input_ = as_input(row)
             if input_ is None:
                 continue  # a duplicate decided nothing
-            changed, decision = memory.redo(input_, datetime.fromisoformat(row.decided_at))
+            decided_at = datetime.fromisoformat(row.decided_at)
+            changed, decision = memory.redo(input_, decided_at, calendar.at(row.seq))
             again = sorted(action_text(a) for a in decision.actions)
             if again != sorted(recorded.get(row.seq, [])):
                 raise StoreError(

@@ -102,7 +102,9 @@ class MemoryEngine:
             decision.extend(part)
         return decision
 
-    def redo(self, input_: Input, decided_at: datetime) -> tuple[list[InstanceState], Decision]:
+    def redo(
+        self, input_: Input, decided_at: datetime, holidays: Collection[date] | None = None
+    ) -> tuple[list[InstanceState], Decision]:
         """Decide a recorded input again and apply it, journaling nothing: how a restart brings
         the states of the latest snapshot up to the end of the log. Returns the instances it
         changed and the decision.
@@ -110,7 +112,7 @@ class MemoryEngine:
         The input is decided at the `now` it was decided at the first time (`decided_at` gives
         the instant), carried on the clock as `submit` and `advance` carry it, so that the UTC
         offset it is labelled with (which due times and business days are counted in) comes out
-        as it did."""
+        as it did; with the `holidays` it was decided with (default: the engine's)."""
         if isinstance(input_, TimerInput):
             due = input_.due_at.astimezone(UTC)
             self.clock = max(self.clock, due) if self.clock else due
@@ -129,7 +131,8 @@ class MemoryEngine:
                 for pathway_id in self.registry.pathway_ids()
                 if (iid := self.latest.get((patient, pathway_id))) is not None
             }
-        changed, decision = route(self.registry, scope, input_, now, self.holidays)
+        calendar = self.holidays if holidays is None else holidays
+        changed, decision = route(self.registry, scope, input_, now, calendar)
         self._apply(changed, decision)
         return changed, decision
 

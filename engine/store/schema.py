@@ -8,6 +8,7 @@ upgrade them; this module is the single description both the code and the first 
                       of `state_seq` (its creation or the latest snapshot that included it)
     snapshots         the snapshots taken: instance states and timers written as of `seq`
     timers            pending timers as of the latest snapshot, indexed by due time
+    holidays          the public holidays business days were counted with, from which input on
     outbox            actions to carry out, with their status and outcome
     audit             every decision: rule, pathway version, input, the facts it saw; hash-chained
     dead_letters      inbound payloads that could not be accepted, with the reason
@@ -143,6 +144,16 @@ snapshots = Table(
     metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("instances", Integer, nullable=False),  # instance states written by it
+)
+
+#: The public holidays the engine counted business days with (a JSON list of dates), from the
+#: input `from_seq` on, until the next row: replay and restart decide each input with the list
+#: it was first decided with.
+holidays = Table(
+    "holidays",
+    metadata,
+    Column("from_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("dates", Text, nullable=False),
 )
 
 dead_letters = Table(

@@ -19,9 +19,10 @@ from __future__ import annotations
 import fcntl
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -421,6 +422,29 @@ class Store:
                 sa.select(t.inputs).where(t.inputs.c.seq > seq).order_by(t.inputs.c.seq)
             )
 
+    def calendar(self) -> Calendar:
+        """The holiday lists recorded, each with the input it applies from."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.holidays).order_by(t.holidays.c.from_seq)).all()
+        return Calendar(
+            [int(r.from_seq) for r in rows],
+            [frozenset(date.fromisoformat(d) for d in json.loads(r.dates)) for r in rows],
+        )
+
+    def record_holidays(self, holidays: Collection[date]) -> None:
+        """The writer decides the inputs after the last one with `holidays`: recorded when they
+        differ from the list in effect."""
+        current = frozenset(holidays)
+        if self.calendar().at(self.last_seq + 1) == current:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.holidays.insert().values(
+                    from_seq=self.last_seq + 1,
+                    dates=_COMPACT_JSON(sorted(d.isoformat() for d in current)),
+                )
+            )
+
     def action_texts_after(self, seq: int) -> dict[int, list[str]]:
         """The recorded actions of the inputs after `seq` as stored (`action_text`), by input."""
         texts: dict[int, list[str]] = {}
@@ -748,6 +772,19 @@ class Store:
                     )
                 )
             ]
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """The holiday lists a store's inputs were decided with: `lists[i]` from input
+    `starts[i]` on. Before the first (or in a store from before they were recorded): none."""
+
+    starts: list[int]
+    lists: list[frozenset[date]]
+
+    def at(self, seq: int) -> frozenset[date]:
+        index = bisect_right(self.starts, seq) - 1
+        return self.lists[index] if index >= 0 else frozenset()
 
 
 @dataclass(frozen=True, slots=True)

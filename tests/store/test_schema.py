@@ -24,6 +24,7 @@ TABLES = {
     "audit",
     "chain_heads",
     "dead_letters",
+    "holidays",
     "inputs",
     "instances",
     "outbox",
