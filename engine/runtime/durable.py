@@ -48,6 +48,8 @@ class DurableEngine:
         self.snapshot_every = snapshot_every
         self._pending: list[Recorded] = []
         self._decided: list[Decision] = []
+        #: why nothing more may be decided (memory could not be brought back to the store)
+        self._broken: str | None = None
         if holidays is None:
             holidays = store.calendar().at(store.last_seq + 1)
         self.memory = self._restore(registry, holidays)
@@ -62,7 +64,8 @@ class DurableEngine:
 
         store = self.store
         memory = MemoryEngine(registry, holidays, journal=self._journal)
-        memory.restore(store.instances(), None)
+        # the clock as the snapshot left it (its UTC offset aside, which the text drops)
+        memory.restore(store.instances(), store.clock(through=store.snapshot_seq))
         store.forget_changes()
         recorded = store.action_texts_after(store.snapshot_seq)
         calendar = store.calendar()
@@ -126,6 +129,7 @@ class DurableEngine:
 
         `known`: the ids of `events` the store already holds, when the caller has just asked
         the store (the service's writer does, to answer duplicates); otherwise asked here."""
+        self._check()
         ids = [e.id for e in events]
         self.memory.seen = set(known) if known is not None else self.store.known_event_ids(ids)
         for event in events:
@@ -133,8 +137,13 @@ class DurableEngine:
         return self.flush()
 
     def advance(self, until: datetime) -> list[Decision]:
+        self._check()
         self.memory.advance(until)
         return self.flush()
+
+    def _check(self) -> None:
+        if self._broken is not None:
+            raise StoreError(self._broken)
 
     def flush(self) -> list[Decision]:
         batch, decided = self._pending, self._decided
@@ -144,7 +153,17 @@ class DurableEngine:
         except StoreError:
             # Nothing of the batch was committed: forget what memory decided, and start again
             # from what the store holds. The senders were not acknowledged and will resend.
-            self.memory = self._restore(self.memory.registry, self.memory.holidays)
+            try:
+                self.memory = self._restore(self.memory.registry, self.memory.holidays)
+            except Exception as exc:
+                # Nor can the store be read back (it is down, or the log no longer decides as
+                # recorded): memory still holds the batch that was not committed, so deciding
+                # anything more on it could apply a resent event twice. Stop deciding.
+                self._broken = (
+                    "the engine could not re-read the store after a failed commit "
+                    f"({type(exc).__name__}); restart it once the store is back"
+                )
+                log.error("%s", self._broken)
             raise
         if self.store.last_seq - self.store.snapshot_seq >= self.snapshot_every:
             try:
@@ -157,7 +176,8 @@ class DurableEngine:
         """Snapshot what changed since the latest snapshot (so the next start re-decides
         nothing), then close the store."""
         try:
-            self.store.snapshot()
+            if self._broken is None:
+                self.store.snapshot()
         finally:
             self.store.close()
 

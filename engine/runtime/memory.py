@@ -115,8 +115,11 @@ class MemoryEngine:
         as it did; with the `holidays` it was decided with (default: the engine's)."""
         if isinstance(input_, TimerInput):
             due = input_.due_at.astimezone(UTC)
-            self.clock = max(self.clock, due) if self.clock else due
-            now = fixed(input_.due_at) if due >= self.clock else self.clock
+            clock = max(self.clock, due) if self.clock else due
+            if clock != input_.recorded_at:  # the clock had run on (recorded_at is where to)
+                clock = input_.recorded_at
+            self.clock = clock
+            now = fixed(input_.due_at) if due >= clock else clock
             state = self.instances.get(input_.instance_id)
             scope = {state.pathway_key: state} if state else {}
         else:

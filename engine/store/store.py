@@ -170,7 +170,10 @@ class _Statements:
 
         def field(table: sa.Table, columns: Sequence[str], name: str) -> str:
             """A column of the JSON row `e`, as its type."""
-            kind = table.c[name].type.compile(dialect=dialect)
+            # text as text: a cast to VARCHAR(n) would cut a longer value short, silently,
+            # where the column's own type refuses it
+            column = table.c[name]
+            kind = "TEXT" if isinstance(column.type, sa.String) else column.type.compile(dialect)
             return f"(e->>{list(columns).index(name)})::{kind}"
 
         rows = "json_array_elements(%s::json) AS e"
@@ -434,16 +437,19 @@ class Store:
     def record_holidays(self, holidays: Collection[date]) -> None:
         """The writer decides the inputs after the last one with `holidays`: recorded when they
         differ from the list in effect."""
-        current = frozenset(holidays)
-        if self.calendar().at(self.last_seq + 1) == current:
+        calendar, current, start = self.calendar(), frozenset(holidays), self.last_seq + 1
+        if calendar.at(start) == current:
             return
         with self.engine.begin() as conn:
-            conn.execute(
-                t.holidays.insert().values(
-                    from_seq=self.last_seq + 1,
-                    dates=_COMPACT_JSON(sorted(d.isoformat() for d in current)),
+            # a list recorded for the same next input (changed again before any input) goes
+            conn.execute(t.holidays.delete().where(t.holidays.c.from_seq == start))
+            if calendar.at(start - 1) != current:
+                conn.execute(
+                    t.holidays.insert().values(
+                        from_seq=start,
+                        dates=_COMPACT_JSON(sorted(d.isoformat() for d in current)),
+                    )
                 )
-            )
 
     def action_texts_after(self, seq: int) -> dict[int, list[str]]:
         """The recorded actions of the inputs after `seq` as stored (`action_text`), by input."""
@@ -455,9 +461,15 @@ class Store:
                 texts.setdefault(row.seq, []).append(row.payload)
         return texts
 
-    def clock(self) -> datetime | None:
+    def clock(self, through: int | None = None) -> datetime | None:
+        """The engine's clock after the input `through` (default: the last): the time the
+        latest input was decided at. A duplicate does not move the clock (MemoryEngine.submit),
+        so duplicates do not count."""
+        query = sa.select(sa.func.max(t.inputs.c.decided_at)).where(t.inputs.c.kind != "duplicate")
+        if through is not None:
+            query = query.where(t.inputs.c.seq <= through)
         with self.engine.connect() as conn:
-            value = conn.execute(sa.select(sa.func.max(t.inputs.c.decided_at))).scalar()
+            value = conn.execute(query).scalar()
         return datetime.fromisoformat(value) if value else None
 
     def known_event_ids(self, ids: Sequence[str]) -> set[str]:

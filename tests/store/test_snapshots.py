@@ -5,7 +5,7 @@ and restarting must end exactly where an uninterrupted run ends, offsets of `now
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ def ingest(
     events: Sequence[Event],
     crash_after: Sequence[int] = (),
     snapshot_every: int = 50_000,
+    received_at: datetime | None = None,
 ) -> None:
     """Two events per commit; after each index in `crash_after` the writer stops without a
     snapshot (as after SIGKILL: only what was committed remains) and a new one takes over."""
@@ -62,7 +63,7 @@ def ingest(
         store = Store.open(url)
         engine = DurableEngine(store, registry, snapshot_every=snapshot_every)
         for i in range(start, stop, 2):
-            engine.submit_many(events[i : min(i + 2, stop)])
+            engine.submit_many(events[i : min(i + 2, stop)], received_at=received_at)
         start = stop
         if stop < len(events):
             store.close()  # a crash: no snapshot
@@ -109,6 +110,22 @@ def test_crashes_between_periodic_snapshots(
         assert seqs[-1] == store.last_seq == store.snapshot_seq
     finally:
         store.close()
+
+
+def test_crashes_after_timers_fired_late(
+    tmp_path: Path, registry: Registry, history: list[Event]
+) -> None:
+    """Everything received a fortnight late (a backlog): timers due before an event fire
+    before it but at the clock the late arrivals pushed on, not at their due times. A restart
+    must decide them at that clock too."""
+    late = datetime(2026, 3, 20, tzinfo=UTC)
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    ingest(reference, registry, history, received_at=late)
+    expected = recorded(reference)
+    for cut in range(1, len(history)):
+        url = f"sqlite:///{tmp_path / f'late-{cut}.db'}"
+        ingest(url, registry, history, [cut], snapshot_every=3, received_at=late)
+        assert recorded(url) == expected, f"crashed after event {cut}"
 
 
 def test_snapshots_are_taken_every_n_inputs_and_hold_the_engines_states(
@@ -187,3 +204,46 @@ def test_no_snapshot_without_every_change_since_the_last(
         assert again.snapshot_seq == again.last_seq
     finally:
         again.close()
+
+
+def test_an_engine_that_cannot_re_read_the_store_after_a_failed_commit_stops_deciding(
+    store: Store, registry: Registry, history: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory holds the batch that failed to commit; if the store cannot be read back to
+    undo it, deciding a resent event on top of it would apply it twice."""
+    engine = DurableEngine(store, registry)
+    engine.submit_many(history[:4])
+
+    def down(*_args: Any, **_kwargs: Any) -> None:
+        raise StoreError("connection refused")
+
+    monkeypatch.setattr(store, "write", down)
+    monkeypatch.setattr(store, "instances", down)
+    with pytest.raises(StoreError, match="connection refused"):
+        engine.submit_many(history[4:6])
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="could not re-read the store"):
+        engine.submit_many(history[4:6])
+    with pytest.raises(StoreError, match="could not re-read the store"):
+        engine.advance(datetime(2026, 4, 1, tzinfo=UTC))
+    last = store.last_seq
+    engine.close()  # no snapshot of what memory holds
+    reopened = Store.open(store.engine.url.render_as_string(hide_password=False))
+    try:
+        assert reopened.last_seq == last
+        assert reopened.snapshot_seq == 0
+    finally:
+        reopened.close()
+
+
+def test_the_holiday_list_changed_twice_before_any_input(
+    store: Store, registry: Registry, history: list[Event]
+) -> None:
+    first, second = date(2026, 3, 3), date(2026, 3, 4)
+    DurableEngine(store, registry, holidays=[first]).submit_many(history[:2])
+    store.snapshot()
+    DurableEngine(store, registry, holidays=[second])
+    DurableEngine(store, registry, holidays=[first, second])
+    assert store.calendar().at(store.last_seq + 1) == {first, second}
+    DurableEngine(store, registry, holidays=[first])  # back to the list in effect: no change
+    assert store.calendar().starts == [1]

@@ -387,3 +387,16 @@ def test_simulate_refuses_a_changed_pathway_under_a_recorded_version(
     )
     assert second.exit_code == 2
     assert "chf-post-discharge@1" in second.stderr and "new version" in second.stderr
+
+
+@pytest.mark.postgres
+def test_postgresql_refuses_a_value_longer_than_its_column(pg_url: str) -> None:
+    """Rows go to PostgreSQL as JSON taken apart in the server; a text longer than its column
+    must be refused as a row by row insert refuses it, never cut short (a cut timer key would
+    no longer match the hash the chain holds for it)."""
+    store = Store.open(pg_url)
+    try:
+        with pytest.raises(sa.exc.DataError, match="too long"), store.engine.begin() as conn:
+            store._sql.run(conn, store._sql.heads, [("x" * 17, 1, "h")])  # chain: 16 at most
+    finally:
+        store.close()
