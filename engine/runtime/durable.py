@@ -86,8 +86,7 @@ class DurableEngine:
                 )
             store.changed({s.instance_id: (s, row.seq) for s in changed})
         store.changes_complete()
-        memory.clock = store.clock()
-        return memory
+        return memory  # its clock carried through the tail as it was the first time
 
     def current(self, state: InstanceState) -> InstanceState:
         """`state` (read from the store, as of its snapshot) as the engine holds it now."""

@@ -71,12 +71,9 @@ class MemoryEngine:
         self.seen.add(event.id)
         self.clock = now
         input_ = EventInput(event, recorded_at=now)
-        instances = {
-            pathway_id: self.instances[iid]
-            for pathway_id in self.registry.pathway_ids()
-            if (iid := self.latest.get((event.patient_id, pathway_id))) is not None
-        }
-        changed, part = route(self.registry, instances, input_, now, self.holidays)
+        changed, part = route(
+            self.registry, self._latest_of(event.patient_id), input_, now, self.holidays
+        )
         self._apply(changed, part)
         if self.journal:
             self.journal(input_, event.patient_id, now, part, changed)
@@ -103,7 +100,7 @@ class MemoryEngine:
         return decision
 
     def redo(
-        self, input_: Input, decided_at: datetime, holidays: Collection[date] | None = None
+        self, input_: Input, decided_at: datetime, holidays: Collection[date]
     ) -> tuple[list[InstanceState], Decision]:
         """Decide a recorded input again and apply it, journaling nothing: how a restart brings
         the states of the latest snapshot up to the end of the log. Returns the instances it
@@ -112,7 +109,7 @@ class MemoryEngine:
         The input is decided at the `now` it was decided at the first time (`decided_at` gives
         the instant), carried on the clock as `submit` and `advance` carry it, so that the UTC
         offset it is labelled with (which due times and business days are counted in) comes out
-        as it did; with the `holidays` it was decided with (default: the engine's)."""
+        as it did; with the `holidays` it was decided with."""
         if isinstance(input_, TimerInput):
             due = input_.due_at.astimezone(UTC)
             clock = max(self.clock, due) if self.clock else due
@@ -128,16 +125,18 @@ class MemoryEngine:
             if now != decided_at:  # received after it occurred: decided at the time it arrived
                 now = decided_at
             self.clock = now
-            patient = input_.event.patient_id
-            scope = {
-                pathway_id: self.instances[iid]
-                for pathway_id in self.registry.pathway_ids()
-                if (iid := self.latest.get((patient, pathway_id))) is not None
-            }
-        calendar = self.holidays if holidays is None else holidays
-        changed, decision = route(self.registry, scope, input_, now, calendar)
+            scope = self._latest_of(input_.event.patient_id)
+        changed, decision = route(self.registry, scope, input_, now, holidays)
         self._apply(changed, decision)
         return changed, decision
+
+    def _latest_of(self, patient_id: str) -> dict[str, InstanceState]:
+        """The patient's latest instance of each pathway it has one of, by pathway id."""
+        return {
+            pathway_id: self.instances[iid]
+            for pathway_id in self.registry.pathway_ids()
+            if (iid := self.latest.get((patient_id, pathway_id))) is not None
+        }
 
     def next_due(self) -> datetime | None:
         while self._heap and not self._live(self._heap[0]):

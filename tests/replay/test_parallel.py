@@ -22,15 +22,7 @@ from engine.replay.history import inputs_of, patient_ranges
 from engine.runtime.durable import DurableEngine, open_registry
 from engine.store import Store
 from engine.store import schema as t
-
-
-def _alter(store: Store, table: sa.Table, key: sa.Column[Any], value: Any, column: str,
-           change: Callable[[dict[str, Any]], None]) -> None:  # fmt: skip
-    with store.engine.begin() as conn:
-        text = conn.execute(sa.select(table.c[column]).where(key == value)).scalar_one()
-        data = json.loads(text)
-        change(data)
-        conn.execute(table.update().where(key == value).values({column: json.dumps(data)}))
+from tests.replay.records import alter
 
 
 def test_ranges_are_contiguous_and_balanced_by_inputs(recorded: Store, tmp_path: Path) -> None:
@@ -80,16 +72,16 @@ def test_a_divergence_is_the_one_a_single_process_reports(recorded: Store) -> No
     (action,) = [
         a for a in recorded.actions(patient_id="p-04") if a["rule"] == "follow_up_not_booked"
     ]
-    _alter(recorded, t.outbox, t.outbox.c.action_id, action["id"], "payload",
-           lambda a: a["params"].update(role="nobody"))  # fmt: skip
+    alter(recorded, t.outbox, t.outbox.c.action_id, action["id"], "payload",
+          lambda a: a["params"].update(role="nobody"))  # fmt: skip
     with recorded.engine.connect() as conn:
         overdue = conn.execute(
             sa.select(t.audit.c.id)
             .join(t.inputs, t.inputs.c.seq == t.audit.c.seq)
             .where(t.audit.c.rule == "follow_up_overdue", t.inputs.c.patient_id == "p-01")
         ).scalar_one()
-    _alter(recorded, t.audit, t.audit.c.id, overdue, "record",
-           lambda r: r.update(note="tampered"))  # fmt: skip
+    alter(recorded, t.audit, t.audit.c.id, overdue, "record",
+          lambda r: r.update(note="tampered"))  # fmt: skip
     assert [(r.first, r.last) for r in patient_ranges(recorded, 2)] == [
         ("p-01", "p-03"),
         ("p-04", "p-07"),

@@ -16,6 +16,7 @@ from engine.definition.model import Pathway
 from engine.runtime.durable import DurableEngine, open_registry
 from engine.store import Store
 from engine.store import schema as t
+from tests.replay.records import alter
 
 
 def _decided_inputs(store: Store, patient: str | None = None) -> list[Any]:
@@ -89,13 +90,6 @@ def test_replay_json_has_the_whole_timeline(
     assert escalation["why"]  # the facts the condition saw
 
 
-def _alter(store: Store, table: sa.Table, key: sa.Column[Any], value: Any, column: str,
-           change: Callable[[dict[str, Any]], None]) -> None:  # fmt: skip
-    with store.engine.begin() as conn:
-        text = conn.execute(sa.select(table.c[column]).where(key == value)).scalar_one()
-        data = json.loads(text)
-        change(data)
-        conn.execute(table.update().where(key == value).values({column: json.dumps(data)}))
 
 
 def test_an_altered_outbox_action_is_a_divergence(
@@ -110,8 +104,8 @@ def test_an_altered_outbox_action_is_a_divergence(
         ).scalar_one()
     timer = next(r for r in recorded.inputs() if r.seq == seq)
     assert timer.kind == "timer"
-    _alter(recorded, t.outbox, t.outbox.c.action_id, action["id"], "payload",
-           lambda a: a["params"].update(role="nobody"))  # fmt: skip
+    alter(recorded, t.outbox, t.outbox.c.action_id, action["id"], "payload",
+          lambda a: a["params"].update(role="nobody"))  # fmt: skip
 
     result = cli("replay", "--db", store_url, "--patient", "p-04")
     assert result.exit_code == 1
@@ -148,7 +142,7 @@ def test_an_altered_audit_record_is_a_divergence(
         assert record["facts"] == {"weight_gain_86400s": 1.5}
         record["facts"]["weight_gain_86400s"] = 0.2
 
-    _alter(recorded, t.audit, t.audit.c.id, audit_id, "record", understate)
+    alter(recorded, t.audit, t.audit.c.id, audit_id, "record", understate)
 
     result = cli("replay", "--db", store_url, "--all", "--json")
     assert result.exit_code == 1
