@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.store.store import DEFAULT_DATA_DIR
+from engine.store.connect import DEFAULT_DATA_DIR
 
 #: PREFECT_HOME of the embedded default: the ephemeral server's SQLite database lives here
 DEFAULT_HOME = DEFAULT_DATA_DIR / "prefect"

@@ -46,7 +46,7 @@ from engine.replay.history import (
 )
 from engine.runtime.heap import tune_collector
 from engine.store import Store
-from engine.store.store import Calendar
+from engine.store.reads import Calendar
 
 _AUDIT_KEYS = ("instance_id", "kind", "rule", "action_ids", "facts", "note")
 

@@ -25,7 +25,7 @@ from engine.errors import StoreError
 from engine.runtime import SNAPSHOT_EVERY
 from engine.runtime.memory import MemoryEngine
 from engine.store import Recorded, Store
-from engine.store.store import action_text
+from engine.store.rows import action_text
 
 log = logging.getLogger("carepath.engine")
 

@@ -16,303 +16,34 @@ and re-decides the inputs after it (engine.runtime.durable).
 
 from __future__ import annotations
 
-import fcntl
-import json
-import time
-from bisect import bisect_right
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine
 
-from engine.core import Action, AuditEntry, Decision, InstanceState
-from engine.core.inputs import EventInput, Input, TimerInput
+from engine.core import InstanceState
 from engine.definition.model import Pathway
 from engine.errors import StoreError
 from engine.store import schema as t
 from engine.store.chain import AUDIT_FIELDS, GENESIS, INPUT_FIELDS, hashed, link
+from engine.store.connect import WriterLock, create_engine
 from engine.store.migrate import upgrade
+from engine.store.reads import Reads
+from engine.store.rows import Prepared, Recorded, audit_row, compact_json, outbox_row, sorted_json
+from engine.store.statements import Statements
 from engine.store.times import to_text
 
-DEFAULT_DATA_DIR = Path("data")
 
-
-def default_url(data_dir: Path = DEFAULT_DATA_DIR) -> str:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{data_dir / 'carepath.db'}"
-
-
-@dataclass(slots=True)
-class Recorded:
-    """One input and everything decided for it, ready to be written."""
-
-    input: Input | None  # None for a duplicate
-    kind: str  # event | timer | duplicate
-    input_id: str
-    patient_id: str
-    type: str
-    occurred_at: datetime
-    recorded_at: datetime
-    decided_at: datetime
-    payload: Mapping[str, Any]
-    decision: Decision = field(default_factory=Decision)
-    changed: list[InstanceState] = field(default_factory=list)
-    instance_id: str | None = None
-    seq: int = 0
-
-    @classmethod
-    def of(
-        cls,
-        input_: Input,
-        decided_at: datetime,
-        decision: Decision,
-        changed: list[InstanceState],
-        patient_id: str,
-    ) -> Recorded:
-        if isinstance(input_, EventInput):
-            e = input_.event
-            return cls(
-                input_,
-                "event",
-                e.id,
-                e.patient_id,
-                e.type,
-                e.occurred_at,
-                input_.recorded_at,
-                decided_at,
-                e.model_dump(mode="json"),
-                decision,
-                changed,
-                seq=input_.seq,
-            )
-        assert isinstance(input_, TimerInput)
-        return cls(
-            input_,
-            "timer",
-            input_.input_id,
-            patient_id,
-            input_.timer,
-            input_.due_at,
-            input_.recorded_at,
-            decided_at,
-            input_.as_dict(),
-            decision,
-            changed,
-            instance_id=input_.instance_id,
-            seq=input_.seq,
-        )
-
-
-#: `json.dumps(value, separators=(",", ":"))` and the same with `sort_keys=True`, built once
-#: (`json.dumps` with options builds a new encoder for every call); the text is the same.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
-_SORTED_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-
-
-@dataclass(slots=True)
-class _Prepared:
-    """A batch's rows, as tuples in the column order of `_Statements`, ready to commit."""
-
-    size: int
-    heads: tuple[int, str, int, str]  # (seq, input hash, audit id, audit hash) once committed
-    inputs: list[tuple[Any, ...]]
-    audit: list[tuple[Any, ...]]
-    outbox: list[tuple[Any, ...]]
-    instances: list[tuple[Any, ...]]  # instances created by the batch
-    statuses: list[tuple[Any, ...]]  # (active, last_seq, instance id) of those it ended
-    changed: dict[str, tuple[InstanceState, int]]  # instance id -> (state, last seq)
-
-
-@dataclass(frozen=True, slots=True)
-class _Statements:
-    """The statements `Store.write` and `Store.snapshot` run, as the driver's SQL, and how.
-
-    SQLite: a statement per row, through sqlite3's `executemany` (a loop in C). PostgreSQL: one
-    statement for all the rows, sent as one JSON array of rows that the server takes apart
-    (`json_array_elements`): psycopg's `executemany` sends a statement per row, and its pipeline
-    costs tens of microseconds of Python per row (a snapshot of 20,000 instance states and
-    their timers took 5 s that way, bench/ingest_speed.py); one array parameter per column is
-    no better, psycopg escapes every JSON text in it with a regular expression. The JSON
-    encoder is C, and the text stored is the same."""
-
-    columnar: bool
-    inputs: str
-    audit: str
-    outbox: str
-    instances: str
-    status: str
-    snapshot_instance: str
-    cancel_timers: str
-    arm_timer: str
-    snapshot: str
-    heads: str
-
-    def run(self, conn: Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Run `statement` for every row of `rows` (tuples in the statement's column order)."""
-        if not rows:
-            return
-        if self.columnar:
-            conn.exec_driver_sql(statement, (_COMPACT_JSON(rows),))
-        else:
-            conn.exec_driver_sql(statement, list(rows))
-
-    @classmethod
-    def of(cls, dialect: sa.Dialect) -> _Statements:
-        columnar = dialect.name == "postgresql"
-
-        def quoted(columns: Sequence[str]) -> str:
-            return ", ".join(f'"{c}"' for c in columns)
-
-        def field(table: sa.Table, columns: Sequence[str], name: str) -> str:
-            """A column of the JSON row `e`, as its type."""
-            # text as text: a cast to VARCHAR(n) would cut a longer value short, silently,
-            # where the column's own type refuses it
-            column = table.c[name]
-            kind = "TEXT" if isinstance(column.type, sa.String) else column.type.compile(dialect)
-            return f"(e->>{list(columns).index(name)})::{kind}"
-
-        rows = "json_array_elements(%s::json) AS e"
-
-        def insert(table: sa.Table, columns: Sequence[str], tail: str = "") -> str:
-            if columnar:
-                fields = ", ".join(field(table, columns, c) for c in columns)
-                values = f"SELECT {fields} FROM {rows}"
-            else:
-                values = f"VALUES ({', '.join(['?'] * len(columns))})"
-            return f"INSERT INTO {table.name} ({quoted(columns)}) {values}{tail}"
-
-        def update(table: sa.Table, columns: Sequence[str], key: str) -> str:
-            """Set `columns` of the row whose `key` is the row's last value."""
-            if columnar:
-                every = [*columns, key]
-                sets = ", ".join(f'"{c}" = {field(table, every, c)}' for c in columns)
-                return (
-                    f"UPDATE {table.name} AS r SET {sets} FROM {rows} "
-                    f'WHERE r."{key}" = {field(table, every, key)}'
-                )
-            sets = ", ".join(f'"{c}" = ?' for c in columns)
-            return f'UPDATE {table.name} SET {sets} WHERE "{key}" = ?'
-
-        def delete(table: sa.Table, key: str) -> str:
-            if columnar:
-                return (
-                    f'DELETE FROM {table.name} WHERE "{key}" IN '
-                    f"(SELECT {field(table, [key], key)} FROM {rows})"
-                )
-            return f'DELETE FROM {table.name} WHERE "{key}" = ?'
-
-        return cls(
-            columnar=columnar,
-            inputs=insert(t.inputs, [*INPUT_FIELDS, "prev_hash", "hash"]),
-            audit=insert(t.audit, [*AUDIT_FIELDS, "prev_hash", "hash"]),
-            outbox=insert(
-                t.outbox,
-                [
-                    "action_id",
-                    "seq",
-                    "instance_id",
-                    "patient_id",
-                    "pathway_key",
-                    "action",
-                    "payload",
-                    "status",
-                    "attempts",
-                ],
-            ),
-            instances=insert(
-                t.instances,
-                [
-                    "instance_id",
-                    "pathway_key",
-                    "pathway_id",
-                    "patient_id",
-                    "active",
-                    "enrolled_at",
-                    "last_seq",
-                    "state",
-                    "state_seq",
-                ],
-            ),
-            status=update(t.instances, ["active", "last_seq"], "instance_id"),
-            snapshot_instance=update(
-                t.instances, ["active", "last_seq", "state", "state_seq"], "instance_id"
-            ),
-            # a snapshot replaces the timers of each instance it writes
-            cancel_timers=delete(t.timers, "instance_id"),
-            arm_timer=insert(t.timers, ["instance_id", "key", "due_utc"]),
-            snapshot=insert(t.snapshots, ["seq", "instances"]),
-            heads=insert(
-                t.chain_heads,
-                ["chain", "last", "hash"],
-                ' ON CONFLICT ("chain") DO UPDATE SET "last" = excluded."last", '
-                '"hash" = excluded."hash"',
-            ),
-        )
-
-
-class _WriterLock:
-    """See Store.claim_writer."""
-
-    WRITER_REFUSED = (
-        "another Carepath process is writing to this store (carepath serve, simulate --db, "
-        "dispatch or deadletter retry): stop it first"
-    )
-
-    def __init__(self, release: Callable[[], None]) -> None:
-        self.release = release
-
-    @classmethod
-    def take(cls, engine: Engine, wait_seconds: float) -> _WriterLock:
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            lock = cls._try(engine)
-            if lock is not None:
-                return lock
-            if time.monotonic() >= deadline:
-                raise StoreError(cls.WRITER_REFUSED)
-            time.sleep(0.2)
-
-    @classmethod
-    def _try(cls, engine: Engine) -> _WriterLock | None:
-        if engine.dialect.name == "postgresql":
-            conn = engine.connect()
-            try:
-                held = conn.execute(
-                    sa.text("SELECT pg_try_advisory_lock(hashtext(current_schema() || :name))"),
-                    {"name": "/carepath-writer"},
-                ).scalar()
-                conn.commit()
-            except BaseException:
-                conn.close()
-                raise
-            if not held:
-                conn.close()
-                return None
-            return cls(conn.invalidate)  # the session ends: the lock goes with it
-        database = engine.url.database
-        if not database or database == ":memory:" or database.startswith("file::memory:"):
-            return cls(lambda: None)  # nobody else can reach an in-memory database
-        handle = open(f"{database}.writer-lock", "a+b")  # noqa: SIM115 (held until release)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return None
-        return cls(handle.close)
-
-
-class Store:
+class Store(Reads):
     def __init__(self, engine: Engine, schema: str | None = None) -> None:
         self.engine = engine
         self.schema = schema  # the PostgreSQL schema given to `open` apart from the URL
         self._read_tails()
-        self._sql = _Statements.of(engine.dialect)
-        self._writer: _WriterLock | None = None
+        self._sql = Statements.of(engine.dialect)
+        self._writer: WriterLock | None = None
         #: the writer's: instance id -> active, as the instances table holds it
         self._rows: dict[str, bool] = {}
         #: the writer's: instances changed since the latest snapshot -> (state, last seq)
@@ -339,7 +70,7 @@ class Store:
         session takes a moment to end). Idempotent for this Store."""
         if self._writer is not None:
             return
-        lock = _WriterLock.take(self.engine, wait_seconds)
+        lock = WriterLock.take(self.engine, wait_seconds)
         self._writer = lock
         self._read_tails()  # a writer before us may have moved the heads since we opened
         with self.engine.connect() as conn:
@@ -396,44 +127,6 @@ class Store:
                     )
                 )
 
-    def pathway_sources(self) -> list[tuple[str, str, str]]:
-        """(key, file, YAML text) of every recorded pathway version."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.pathway_versions).order_by(t.pathway_versions.c.key))
-            return [(r.key, r.file, r.source_text) for r in rows]
-
-    # -- reading state back --------------------------------------------------------------------
-
-    def instances(self) -> Iterator[InstanceState]:
-        """The instance states of the latest snapshot (oldest change first): what a restart
-        starts from, before it re-decides the inputs after `snapshot_seq`. Instances created
-        since are left out (those inputs create them again)."""
-        c = t.instances.c
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(c.state)
-                .where(c.state_seq <= self.snapshot_seq)
-                .order_by(c.last_seq, c.enrolled_at, c.instance_id)
-            )
-            for row in rows:
-                yield InstanceState.from_dict(json.loads(row.state))
-
-    def inputs_after(self, seq: int) -> Iterator[sa.Row[Any]]:
-        """The input log after `seq`, in order."""
-        with self.engine.connect() as conn:
-            yield from conn.execute(
-                sa.select(t.inputs).where(t.inputs.c.seq > seq).order_by(t.inputs.c.seq)
-            )
-
-    def calendar(self) -> Calendar:
-        """The holiday lists recorded, each with the input it applies from."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.holidays).order_by(t.holidays.c.from_seq)).all()
-        return Calendar(
-            [int(r.from_seq) for r in rows],
-            [frozenset(date.fromisoformat(d) for d in json.loads(r.dates)) for r in rows],
-        )
-
     def record_holidays(self, holidays: Collection[date]) -> None:
         """The writer decides the inputs after the last one with `holidays`: recorded when they
         differ from the list in effect."""
@@ -447,86 +140,9 @@ class Store:
                 conn.execute(
                     t.holidays.insert().values(
                         from_seq=start,
-                        dates=_COMPACT_JSON(sorted(d.isoformat() for d in current)),
+                        dates=compact_json(sorted(d.isoformat() for d in current)),
                     )
                 )
-
-    def action_texts_after(self, seq: int) -> dict[int, list[str]]:
-        """The recorded actions of the inputs after `seq` as stored (`action_text`), by input."""
-        texts: dict[int, list[str]] = {}
-        with self.engine.connect() as conn:
-            for row in conn.execute(
-                sa.select(t.outbox.c.seq, t.outbox.c.payload).where(t.outbox.c.seq > seq)
-            ):
-                texts.setdefault(row.seq, []).append(row.payload)
-        return texts
-
-    def clock(self, through: int | None = None) -> datetime | None:
-        """The engine's clock after the input `through` (default: the last): the time the
-        latest input was decided at. A duplicate does not move the clock (MemoryEngine.submit),
-        so duplicates do not count."""
-        query = sa.select(sa.func.max(t.inputs.c.decided_at)).where(t.inputs.c.kind != "duplicate")
-        if through is not None:
-            query = query.where(t.inputs.c.seq <= through)
-        with self.engine.connect() as conn:
-            value = conn.execute(query).scalar()
-        return datetime.fromisoformat(value) if value else None
-
-    def known_event_ids(self, ids: Sequence[str]) -> set[str]:
-        if not ids:
-            return set()
-        found: set[str] = set()
-        with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
-                found.update(
-                    conn.execute(
-                        sa.select(t.inputs.c.input_id).where(
-                            t.inputs.c.input_id.in_(chunk),
-                            # The partial index's own condition, spelled out: SQLite uses a
-                            # partial index only when the query repeats its WHERE term (it
-                            # cannot infer it from kind = 'event'), and otherwise scanned the
-                            # whole input log for every group (63 ms per group at 300,000
-                            # inputs, a third of ingest time: bench/ingest_speed.py).
-                            t.inputs.c.kind != "duplicate",
-                            t.inputs.c.kind == "event",
-                        )
-                    ).scalars()
-                )
-        return found
-
-    def inputs(
-        self, *, patient_id: str | None = None, instance_id: str | None = None
-    ) -> Iterator[sa.Row[Any]]:
-        query = sa.select(t.inputs).order_by(t.inputs.c.seq)
-        if patient_id is not None:
-            query = query.where(t.inputs.c.patient_id == patient_id)
-        if instance_id is not None:
-            with self.engine.connect() as conn:
-                patient = conn.execute(
-                    sa.select(t.instances.c.patient_id).where(
-                        t.instances.c.instance_id == instance_id
-                    )
-                ).scalar()
-            query = query.where(t.inputs.c.patient_id == (patient or ""))
-        with self.engine.connect() as conn:
-            yield from conn.execute(query)
-
-    def actions(self, *, patient_id: str | None = None) -> list[dict[str, Any]]:
-        query = sa.select(t.outbox.c.payload).order_by(t.outbox.c.seq, t.outbox.c.action_id)
-        if patient_id is not None:
-            query = query.where(t.outbox.c.patient_id == patient_id)
-        with self.engine.connect() as conn:
-            rows = [json.loads(p) for p in conn.execute(query).scalars()]
-        return sorted(rows, key=_action_order)
-
-    def audit_records(self, *, patient_id: str | None = None) -> list[dict[str, Any]]:
-        query = sa.select(t.audit.c.record).order_by(t.audit.c.id)
-        with self.engine.connect() as conn:
-            records = [json.loads(r) for r in conn.execute(query).scalars()]
-        if patient_id is not None:
-            records = [r for r in records if r.get("patient_id") == patient_id]
-        return records
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -536,7 +152,7 @@ class Store:
             return
         self._commit(self._prepare(batch))
 
-    def _prepare(self, batch: Sequence[Recorded]) -> _Prepared:
+    def _prepare(self, batch: Sequence[Recorded]) -> Prepared:
         """The rows of a batch, chained to what is committed; numbers each record (`rec.seq`).
         Nothing is written."""
         seq, input_hash, audit_id, audit_hash = (
@@ -562,7 +178,7 @@ class Store:
                 "occurred_at": to_text(rec.occurred_at),
                 "recorded_at": to_text(rec.recorded_at),
                 "decided_at": to_text(rec.decided_at),
-                "payload": _SORTED_JSON(rec.payload),
+                "payload": sorted_json(rec.payload),
             }
             fields = hashed(row, INPUT_FIELDS)  # in INPUT_FIELDS order, as the statement
             prev = input_hash
@@ -571,13 +187,13 @@ class Store:
             keys = {s.instance_id: s.pathway_key for s in rec.changed}
             for entry in rec.decision.audit:
                 audit_id += 1
-                arow = _audit_row(audit_id, row, entry, keys.get(entry.instance_id, ""))
+                arow = audit_row(audit_id, row, entry, keys.get(entry.instance_id, ""))
                 fields = hashed(arow, AUDIT_FIELDS)
                 prev = audit_hash
                 audit_hash = link(audit_hash, fields)
                 audit_rows.append((*fields.values(), prev, audit_hash))
             for action in rec.decision.actions:
-                outbox_rows.append(_outbox_row(seq, action))
+                outbox_rows.append(outbox_row(seq, action))
             for state in rec.changed:
                 states[state.instance_id] = (state, seq)
         # A row for each new instance (so that it can be looked up by id or patient at once)
@@ -597,13 +213,13 @@ class Store:
                         state.active,
                         to_text(state.enrolled_at),
                         last,
-                        _COMPACT_JSON(state.as_dict()),
+                        compact_json(state.as_dict()),
                         last,
                     )
                 )
             elif active != state.active:
                 statuses.append((state.active, last, state.instance_id))
-        return _Prepared(
+        return Prepared(
             size=len(batch),
             heads=(seq, input_hash, audit_id, audit_hash),
             inputs=input_rows,
@@ -614,7 +230,7 @@ class Store:
             changed=states,
         )
 
-    def _commit(self, prepared: _Prepared) -> None:
+    def _commit(self, prepared: Prepared) -> None:
         """Write a prepared batch in one transaction (or none of it); then move the heads."""
         sql = self._sql
         seq, input_hash, audit_id, audit_hash = prepared.heads
@@ -668,12 +284,14 @@ class Store:
         if not self._complete:
             # marking a snapshot without every state changed since the last one would make a
             # restart skip the inputs that changed the others
-            raise StoreError("a snapshot needs every state changed since the latest one (the "
-                             "engine's restore notes them)")
+            raise StoreError(
+                "a snapshot needs every state changed since the latest one (the "
+                "engine's restore notes them)"
+            )
         sql, seq = self._sql, self.last_seq
         states = sorted(self._changed.items())
         rows = [
-            (state.active, last, _COMPACT_JSON(state.as_dict()), seq, instance_id)
+            (state.active, last, compact_json(state.as_dict()), seq, instance_id)
             for instance_id, (state, last) in states
         ]
         timers = [
@@ -712,13 +330,6 @@ class Store:
             assert key is not None
             return int(key[0])
 
-    def dead_letters(self, status: str | None = "held") -> list[dict[str, Any]]:
-        query = sa.select(t.dead_letters).order_by(t.dead_letters.c.id)
-        if status is not None:
-            query = query.where(t.dead_letters.c.status == status)
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
-
     def set_dead_letter_status(
         self, letter_id: int, status: str, reason: str | None = None
     ) -> None:
@@ -730,297 +341,7 @@ class Store:
                 t.dead_letters.update().where(t.dead_letters.c.id == letter_id).values(**values)
             )
 
-    def instances_of(self, patient_id: str) -> list[InstanceState]:
-        """A patient's instances, each as of its latest snapshot (or its creation): the running
-        engine holds them as of now (DurableEngine.current)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.instances.c.state)
-                .where(t.instances.c.patient_id == patient_id)
-                .order_by(t.instances.c.last_seq)
-            )
-            return [InstanceState.from_dict(json.loads(r.state)) for r in rows]
-
-    def instance(self, instance_id: str) -> InstanceState | None:
-        """An instance as of its latest snapshot (or its creation); see `instances_of`."""
-        with self.engine.connect() as conn:
-            state = conn.execute(
-                sa.select(t.instances.c.state).where(t.instances.c.instance_id == instance_id)
-            ).scalar()
-        return InstanceState.from_dict(json.loads(state)) if state else None
-
-    def instance_actions(self, instance_id: str) -> list[dict[str, Any]]:
-        """The instance's actions with their status and outcome."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.outbox)
-                .where(t.outbox.c.instance_id == instance_id)
-                .order_by(t.outbox.c.seq, t.outbox.c.action_id)
-            )
-            out = []
-            for r in rows:
-                action = json.loads(r.payload)
-                action["status"] = r.status
-                action["outcome"] = json.loads(r.outcome) if r.outcome else None
-                out.append(action)
-        return sorted(out, key=_action_order)
-
-    def instance_audit(self, instance_id: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.audit.c.record)
-                .where(t.audit.c.instance_id == instance_id)
-                .order_by(t.audit.c.id)
-            )
-            return [json.loads(r) for r in rows.scalars()]
-
-    def pending_timers(self) -> list[tuple[str, str, str]]:
-        with self.engine.connect() as conn:
-            return [
-                (r.instance_id, r.key, r.due_utc)
-                for r in conn.execute(
-                    sa.select(t.timers).order_by(
-                        t.timers.c.due_utc, t.timers.c.instance_id, t.timers.c.key
-                    )
-                )
-            ]
-
-
-@dataclass(frozen=True, slots=True)
-class Calendar:
-    """The holiday lists a store's inputs were decided with: `lists[i]` from input
-    `starts[i]` on. Before the first (or in a store from before they were recorded): none."""
-
-    starts: list[int]
-    lists: list[frozenset[date]]
-
-    def at(self, seq: int) -> frozenset[date]:
-        index = bisect_right(self.starts, seq) - 1
-        return self.lists[index] if index >= 0 else frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    action_id: str
-    pathway_key: str
-    action: dict[str, Any]  # Action.as_dict()
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What carrying out an action came to. `reference` is the outside system's id for it (a
-    booked appointment, a FHIR resource id, a message id)."""
-
-    action_id: str
-    succeeded: bool
-    reference: str | None = None
-    error: str | None = None
-    attempts: int = 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "succeeded": self.succeeded,
-            "reference": self.reference,
-            "error": self.error,
-            "attempts": self.attempts,
-        }
-
-
-class Outbox:
-    """The outbox of a store: actions waiting to be carried out, claimed in batches.
-
-    pending --claim--> running --complete--> succeeded | failed
-    A dispatcher that dies leaves actions `running`; `recover()` puts them back to pending when
-    the next one starts. Every action carries its id as idempotency key, so an action re-run
-    after such a crash has its effect once."""
-
-    def __init__(self, store: Store) -> None:
-        self.engine = store.engine
-
-    def recover(self) -> int:
-        with self.engine.begin() as conn:
-            return conn.execute(
-                t.outbox.update().where(t.outbox.c.status == "running").values(status="pending")
-            ).rowcount
-
-    def release(self, action_ids: Sequence[str]) -> int:
-        """Put claimed actions that were not finished (their flow run crashed or was lost) back
-        to pending, for the next claim."""
-        if not action_ids:
-            return 0
-        with self.engine.begin() as conn:
-            return conn.execute(
-                t.outbox.update()
-                .where(t.outbox.c.action_id.in_(list(action_ids)), t.outbox.c.status == "running")
-                .values(status="pending")
-            ).rowcount
-
-    def claim(self, limit: int, now: datetime) -> list[OutboxItem]:
-        with self.engine.begin() as conn:
-            rows = conn.execute(
-                sa.select(
-                    t.outbox.c.action_id,
-                    t.outbox.c.pathway_key,
-                    t.outbox.c.payload,
-                    t.outbox.c.attempts,
-                )
-                .where(t.outbox.c.status == "pending")
-                .order_by(t.outbox.c.seq, t.outbox.c.action_id)
-                .limit(limit)
-            ).all()
-            if not rows:
-                return []
-            ids = [r.action_id for r in rows]
-            conn.execute(
-                t.outbox.update()
-                .where(t.outbox.c.action_id.in_(ids), t.outbox.c.status == "pending")
-                .values(status="running", attempts=t.outbox.c.attempts + 1, updated_at=to_text(now))
-            )
-        return [
-            OutboxItem(r.action_id, r.pathway_key, json.loads(r.payload), r.attempts + 1)
-            for r in rows
-        ]
-
-    def complete(self, outcomes: Sequence[Outcome], now: datetime) -> None:
-        if not outcomes:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(
-                t.outbox.update()
-                .where(t.outbox.c.action_id == sa.bindparam("aid"))
-                .values(
-                    status=sa.bindparam("st"),
-                    outcome=sa.bindparam("oc"),
-                    updated_at=sa.bindparam("at"),
-                ),
-                [
-                    {
-                        "aid": o.action_id,
-                        "st": "succeeded" if o.succeeded else "failed",
-                        "oc": json.dumps(o.as_dict(), sort_keys=True),
-                        "at": to_text(now),
-                    }
-                    for o in outcomes
-                ],
-            )
-
-    def status(self, action_id: str) -> tuple[str, dict[str, Any] | None] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(t.outbox.c.status, t.outbox.c.outcome).where(
-                    t.outbox.c.action_id == action_id
-                )
-            ).first()
-        if row is None:
-            return None
-        return row.status, json.loads(row.outcome) if row.outcome else None
-
-    def counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            return {
-                r.status: r.n
-                for r in conn.execute(
-                    sa.select(t.outbox.c.status, sa.func.count().label("n")).group_by(
-                        t.outbox.c.status
-                    )
-                )
-            }
-
 
 def _tail(conn: Connection, table: sa.Table, order: sa.Column[Any]) -> tuple[int, str]:
     row = conn.execute(sa.select(order, table.c.hash).order_by(order.desc()).limit(1)).first()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
-
-
-def _action_order(action: Mapping[str, Any]) -> tuple[str, int]:
-    _, _, n = str(action["id"]).rpartition(".")
-    return (action["fired_at"], int(n) if n.isdigit() else 0)
-
-
-def _audit_row(
-    audit_id: int, input_row: Mapping[str, Any], entry: AuditEntry, pathway_key: str
-) -> dict[str, Any]:
-    """The audit row of `entry`, decided for the input whose log row is `input_row`."""
-    record = entry.as_dict()
-    record.update(
-        {
-            "seq": input_row["seq"],
-            "pathway": pathway_key,
-            "patient_id": input_row["patient_id"],
-            "input": input_row["input_id"],
-            "input_type": input_row["type"],
-            "occurred_at": input_row["occurred_at"],
-            "recorded_at": input_row["recorded_at"],
-            "decided_at": input_row["decided_at"],
-        }
-    )
-    return {
-        "id": audit_id,
-        "seq": input_row["seq"],
-        "instance_id": entry.instance_id,
-        "pathway_key": pathway_key,
-        "kind": entry.kind,
-        "rule": entry.rule,
-        "record": _SORTED_JSON(record),
-    }
-
-
-def action_text(action: Action) -> str:
-    """An action as the outbox stores it (its `payload`)."""
-    return _COMPACT_JSON(action.as_dict())
-
-
-def _outbox_row(seq: int, action: Action) -> tuple[Any, ...]:
-    """The outbox row of `action`, in the column order of `_Statements.outbox`."""
-    carried_out = action.action not in ("enrol", "exit")
-    return (
-        action.id,
-        seq,
-        action.instance_id,
-        action.patient_id,
-        f"{action.pathway}@{action.pathway_version}",
-        action.action,
-        action_text(action),
-        "pending" if carried_out else "recorded",
-        0,
-    )
-
-
-def create_engine(url: str, *, schema: str | None = None) -> Engine:
-    """An SQLAlchemy engine for our store: SQLite in WAL mode with full sync, or PostgreSQL
-    (optionally in its own schema, which is created if missing)."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url)
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA busy_timeout=10000")
-            # Throughput (bench/ingest_speed.py): a commit of a group touches a page or more per
-            # instance it changed. With the default 2 MiB page cache those pages are read back
-            # from the OS for every group, and with the default checkpoint at 1,000 WAL pages
-            # nearly every commit also copied its pages into the database file and synced it
-            # (half the wall time of ingest at 30,000 instances). A 64 MiB cache and a
-            # checkpoint every 16,384 pages (64 MiB of WAL) write each hot page once per many
-            # groups. Durability is unchanged: every commit is still synced to the WAL.
-            cursor.execute("PRAGMA cache_size=-65536")
-            cursor.execute("PRAGMA wal_autocheckpoint=16384")
-            cursor.close()
-
-        return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    kwargs: dict[str, Any] = {}
-    if schema:
-        kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
-        bootstrap = sa.create_engine(url)
-        with bootstrap.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        bootstrap.dispose()
-    return sa.create_engine(url, **kwargs)
