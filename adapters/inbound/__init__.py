@@ -7,6 +7,17 @@ sender (HTTP 400/422, or an HL7 NAK built with `ack`).
 
 from adapters.inbound.fhir import events_from_fhir
 from adapters.inbound.hl7v2 import A04Policy, AckCode, ack, events_from_hl7
-from adapters.inbound.json import events_from_json
+from adapters.inbound.json import events_from_document, events_from_json
+from adapters.inbound.payload import decode_text, parse_json
 
-__all__ = ["A04Policy", "AckCode", "ack", "events_from_fhir", "events_from_hl7", "events_from_json"]
+__all__ = [
+    "A04Policy",
+    "AckCode",
+    "ack",
+    "decode_text",
+    "events_from_document",
+    "events_from_fhir",
+    "events_from_hl7",
+    "events_from_json",
+    "parse_json",
+]

@@ -7,16 +7,16 @@ is all or nothing. `action.failed` and `action.succeeded` are refused: only the 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
 
-from adapters.inbound._common import join_loc, problems_error, problems_of, require_text, short
+from adapters.inbound._common import join_loc, problems_error, problems_of, short
+from adapters.inbound.payload import parse_json
 from engine.catalogue import Event
 from engine.errors import InputError
 
-__all__ = ["ENGINE_ONLY", "events_from_json"]
+__all__ = ["ENGINE_ONLY", "events_from_document", "events_from_json"]
 
 #: Event types only the engine may record; an outside sender posting one is refused.
 ENGINE_ONLY = frozenset({"action.failed", "action.succeeded"})
@@ -24,20 +24,11 @@ ENGINE_ONLY = frozenset({"action.failed", "action.succeeded"})
 
 def events_from_json(payload: bytes | str) -> list[Event]:
     """The events in a JSON payload: an event object, or a list of them (`[]` gives none)."""
-    if isinstance(payload, bytes):
-        try:
-            payload = payload.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not UTF-8 (byte {exc.start})") from None
-    try:
-        document = json.loads(payload.removeprefix("\ufeff"))
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise InputError("not valid JSON: nested too deeply") from None
-    require_text(document)
+    return events_from_document(parse_json(payload))
+
+
+def events_from_document(document: Any) -> list[Event]:
+    """The events in a parsed JSON document (`parse_json`): an event object, or a list."""
     if isinstance(document, dict):
         items, prefix = [document], None
     elif isinstance(document, list):

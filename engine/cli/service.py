@@ -40,6 +40,14 @@ def serve_command(
     except CarepathError as exc:
         typer.echo(f"carepath serve: {exc}", err=True)
         raise typer.Exit(2) from None
+    if settings.insecure_dev and not insecure_dev:
+        typer.echo(
+            "carepath serve: insecure_dev is set in the config file or the environment, but "
+            "running without authentication takes --insecure-dev on the command line too "
+            "(so that nobody turns it on in a deployment's configuration by mistake).",
+            err=True,
+        )
+        raise typer.Exit(2)
     if not settings.tokens:
         if not settings.insecure_dev:
             typer.echo(

@@ -175,9 +175,13 @@ class Dispatcher:
     def drain(self) -> list[BatchReport]:
         """Carry out everything pending, up to `in_flight` batches at a time; returns when the
         outbox has nothing pending."""
+        return self.drain_until(self._stop.is_set)
+
+    def drain_until(self, stopped: Callable[[], bool]) -> list[BatchReport]:
+        """`drain`, claiming no further batch once `stopped()` (or `stop()`) says so."""
         if self.in_flight == 1:
             reports = []
-            while not self._stop.is_set():
+            while not stopped() and not self._stop.is_set():
                 report = self.run_once()
                 if not report.claimed:
                     break
@@ -185,15 +189,20 @@ class Dispatcher:
                 if report.released and not report.succeeded and not report.failed:
                     break  # nothing could run: leave it for the next round
             return reports
-        return self._drain_concurrently()
+        return self._drain_concurrently(stopped)
 
-    def _drain_concurrently(self) -> list[BatchReport]:
+    def _drain_concurrently(self, stopped: Callable[[], bool]) -> list[BatchReport]:
         reports: list[BatchReport] = []
         running: set[concurrent.futures.Future[BatchReport]] = set()
         with concurrent.futures.ThreadPoolExecutor(self.in_flight) as pool:
             exhausted = False
             while True:
-                while not exhausted and not self._stop.is_set() and len(running) < self.in_flight:
+                while (
+                    not exhausted
+                    and not stopped()
+                    and not self._stop.is_set()
+                    and len(running) < self.in_flight
+                ):
                     batch = self.claim()  # claims are made by this thread only
                     if not batch:
                         exhausted = True

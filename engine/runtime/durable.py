@@ -135,9 +135,10 @@ class DurableEngine:
             self.memory.submit(event, received_at)
         return self.flush()
 
-    def advance(self, until: datetime) -> list[Decision]:
+    def advance(self, until: datetime, at: datetime | None = None) -> list[Decision]:
+        """Fire the timers due by `until` (late ones at `at`: MemoryEngine.advance), commit."""
         self._check()
-        self.memory.advance(until)
+        self.memory.advance(until, at)
         return self.flush()
 
     def _check(self) -> None:

@@ -60,7 +60,7 @@ class MemoryEngine:
         by the event's occurred_at fire before it: a booking made on day 1 but received on day 6
         (a backlog, a restart) still meets a day-5 deadline that had not fired yet. The timers
         due between then and now fire on the service's next tick."""
-        decision = self.advance(event.occurred_at)
+        decision = self.advance(event.occurred_at, received_at)
         occurred = fixed(event.occurred_at)  # the same instant, offset and isoformat()
         horizon = occurred if received_at is None else max(occurred, fixed(received_at))
         now = max(self.clock, horizon) if self.clock else horizon
@@ -80,15 +80,24 @@ class MemoryEngine:
         decision.extend(part)
         return decision
 
-    def advance(self, until: datetime) -> Decision:
-        """Fire every pending timer due at or before `until`."""
+    def advance(self, until: datetime, at: datetime | None = None) -> Decision:
+        """Fire every pending timer due at or before `until`.
+
+        `at`: the wall-clock time a live service fires them at. A timer due before it fires
+        late, and is decided (and recorded) at `at`, not back-dated to its due time: an outage
+        or a backlog shows in the record, and what the firing starts (the next escalation
+        level's window) counts from when it really happened. Without it (a simulation, a
+        replay's virtual clock) timers fire at their due times."""
         decision = Decision()
         until = fixed(until)  # compared with UTC due times on every event: the fast path
+        floor = fixed(at) if at is not None else None
         for due, _, _, key, _, instance_id, local_due in self._due(until):
             state = self.instances[instance_id]
             # A timer armed already overdue (by a late event) fires now, not in the past:
             # the clock never runs backwards.
             self.clock = max(self.clock, due) if self.clock else due
+            if floor is not None and floor > self.clock:
+                self.clock = floor
             now = local_due if due >= self.clock else self.clock
             timer = TimerInput(instance_id, key, local_due, recorded_at=self.clock)
             changed, part = route(self.registry, {state.pathway_key: state}, timer, now,

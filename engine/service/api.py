@@ -4,30 +4,86 @@ Every endpoint but /healthz needs `Authorization: Bearer <token>`; the token's r
 it may do: ingest (post events), clinician (read), author (load pathways), auditor (read-only,
 audit and replay). Missing or unknown token: 401; wrong role: 403.
 
-Bad input is answered 400/422 (HL7: a NAK) with a precise message, and the raw payload is kept
-as a dead letter with the reason. Logs carry event ids, types and instance ids, never names or
-payloads.
+Bad input is answered 400 (not well-formed: not UTF-8, not JSON, nested too deeply) or 422 (not
+acceptable), HL7 with a NAK, and the payload is kept as a dead letter, as received, with the
+reason. An event id accepted before with a different body is a conflict: 409 for a lone event,
+listed under `conflicts` in a batch's 202 (the others are recorded), each kept as a dead letter.
+A body over `max_request_bytes` is refused 413 unread. When the writer has `max_inflight_events`
+waiting, or the service is stopping, the answer is 503 with Retry-After (HL7: `AR`): nothing was
+recorded, send again.
+
+The access log names the route template (`/patients/{patient_id}/pathways`), never the values in
+a path; logs carry counts, types and instance ids, never names, identifiers or payloads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.catalogue import Event
-from engine.errors import InputError
+from engine.service.intake import Intake, Taken
 from engine.service.settings import Role
 
 log = logging.getLogger("carepath.api")
+access = logging.getLogger("carepath.access")
+
+
+class TooLarge(Exception):
+    def __init__(self, size: int | None, limit: int) -> None:
+        self.size, self.limit = size, limit
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (TooLarge) unread once it is over `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(None, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class AccessLog:
+    """One line per request: method, route template, status, milliseconds. uvicorn's own access
+    log writes the path as requested (a patient id in `/patients/<id>/pathways`, even on 401)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "(no route)"
+            access.info(
+                "%s %s %d %.1f ms", scope["method"], template, status,
+                (time.perf_counter() - start) * 1000,
+            )
 
 
 def create_app(service: Any) -> FastAPI:
@@ -37,7 +93,10 @@ def create_app(service: Any) -> FastAPI:
         version="0.1.0",
         description="Rules-driven care pathways: events in, actions out.",
     )
+    app.add_middleware(AccessLog)
     settings = service.settings
+    intake = Intake(service)
+    retry_after = {"Retry-After": str(settings.retry_after_seconds)}
 
     def role(*allowed: Role) -> Callable[[Request], Awaitable[Role]]:
         async def check(request: Request) -> Role:
@@ -64,26 +123,44 @@ def create_app(service: Any) -> FastAPI:
     auditor = [Depends(role(Role.AUDITOR))]
     any_role = [Depends(role())]
 
-    async def accept(source: str, events: list[Event]) -> dict[str, Any]:
-        future = service.ingestor.submit(events)
+    async def body_of(request: Request, source: str) -> bytes | JSONResponse:
         try:
-            receipt = await asyncio.wrap_future(future)
-        except Exception as exc:
-            log.error(
-                "ingest failed for %d %s event(s): %s", len(events), source, type(exc).__name__
+            return await read_body(request, settings.max_request_bytes)
+        except TooLarge as exc:
+            size = f"{exc.size} bytes" if exc.size is not None else "more than that"
+            reason = (
+                f"the request is {size}; the limit is {exc.limit} bytes (max_request_bytes): "
+                "split it"
             )
-            raise HTTPException(503, "could not record the events; send them again") from None
-        service.metrics.accepted.labels(source).inc(len(receipt.accepted))
-        service.metrics.duplicates.labels(source).inc(len(receipt.duplicates))
-        for event in events:
-            log.info("event %s type=%s accepted via %s", event.id, event.type, source)
-        return {"accepted": receipt.accepted, "duplicates": receipt.duplicates}
+            letter = await intake.keep(source, reason, b"")
+            service.metrics.rejected.labels(source).inc()
+            return JSONResponse({"detail": reason, "dead_letter": letter}, status_code=413)
 
-    def refuse(source: str, reason: str, payload: str, status: int) -> JSONResponse:
-        letter = service.store.dead_letter(source, reason, payload, datetime.now(UTC))
-        service.metrics.rejected.labels(source).inc()
-        log.warning("refused %s payload, dead letter %d", source, letter)
-        return JSONResponse({"detail": reason, "dead_letter": letter}, status_code=status)
+    def answer(taken: Taken, *, lone: bool) -> JSONResponse:
+        """The JSON answer of /events and /fhir."""
+        if taken.outcome == "refused":
+            return JSONResponse(
+                {"detail": taken.reason, "dead_letter": taken.dead_letter},
+                status_code=400 if taken.malformed else 422,
+            )
+        if taken.outcome in ("busy", "failed"):
+            return JSONResponse({"detail": taken.reason}, status_code=503, headers=retry_after)
+        receipt = taken.receipt
+        if lone and receipt.conflicts:
+            return JSONResponse(
+                {
+                    "detail": f"event id {receipt.conflicts[0]!r} was accepted before with a "
+                    "different body: not recorded",
+                    "conflicts": receipt.conflicts,
+                    "dead_letter": taken.dead_letter,
+                },
+                status_code=409,
+            )
+        body: dict[str, Any] = {"accepted": receipt.accepted, "duplicates": receipt.duplicates}
+        if receipt.conflicts:
+            body["conflicts"] = receipt.conflicts
+            body["dead_letter"] = taken.dead_letter
+        return JSONResponse(body, status_code=202)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -91,50 +168,42 @@ def create_app(service: Any) -> FastAPI:
 
     @app.post("/events", status_code=202, dependencies=ingest)
     async def post_events(request: Request) -> Response:
-        from adapters.inbound import events_from_json
+        from adapters.inbound import events_from_document, parse_json
 
-        body = (await request.body()).decode("utf-8", errors="replace")
-        try:
-            json.loads(body)
-        except json.JSONDecodeError as exc:
-            return refuse("json", f"not valid JSON: {exc.msg} (line {exc.lineno})", body, 400)
-        try:
-            events = events_from_json(body)
-        except InputError as exc:
-            return refuse("json", str(exc), body, 422)
-        return JSONResponse(await accept("json", events), status_code=202)
+        raw = await body_of(request, "json")
+        if isinstance(raw, JSONResponse):
+            return raw
+        shape: dict[str, bool] = {}
+
+        def decode(payload: bytes) -> Any:
+            document = parse_json(payload)
+            shape["lone"] = isinstance(document, dict)  # one event, not a list of them
+            return document
+
+        taken = await intake.take("json", raw, decode, events_from_document)
+        return answer(taken, lone=shape.get("lone", False))
 
     @app.post("/hl7v2", dependencies=ingest)
     async def post_hl7(request: Request) -> Response:
-        from adapters.inbound import ack, events_from_hl7
-
-        raw = await request.body()
-        text = raw.decode("utf-8", errors="replace")
-        try:
-            events = events_from_hl7(raw, default_tz=settings.zone)
-        except InputError as exc:
-            refuse("hl7v2", str(exc), text, 400)
-            return PlainTextResponse(ack(text, "AE", str(exc)), status_code=400)
-        try:
-            await accept("hl7v2", events)
-        except HTTPException:
-            return PlainTextResponse(ack(text, "AR", "could not record; resend"), status_code=503)
-        return PlainTextResponse(ack(text, "AA", ""), status_code=200)
+        raw = await body_of(request, "hl7v2")
+        if isinstance(raw, JSONResponse):
+            return raw
+        code, text, status = await service.take_hl7("hl7v2", raw)
+        return PlainTextResponse(text, status_code=status, headers=retry_after
+                                 if code == "AR" else None)
 
     @app.post("/fhir", status_code=202, dependencies=ingest)
     async def post_fhir(request: Request) -> Response:
-        from adapters.inbound import events_from_fhir
+        from adapters.inbound import events_from_fhir, parse_json
 
-        body = (await request.body()).decode("utf-8", errors="replace")
-        try:
-            resource = json.loads(body)
-        except json.JSONDecodeError as exc:
-            return refuse("fhir", f"not valid JSON: {exc.msg} (line {exc.lineno})", body, 400)
-        try:
-            events = events_from_fhir(resource, default_tz=settings.zone)
-        except InputError as exc:
-            return refuse("fhir", str(exc), body, 422)
-        return JSONResponse(await accept("fhir", events), status_code=202)
+        raw = await body_of(request, "fhir")
+        if isinstance(raw, JSONResponse):
+            return raw
+        taken = await intake.take(
+            "fhir", raw, parse_json,
+            lambda document: events_from_fhir(document, default_tz=settings.zone),
+        )
+        return answer(taken, lone=len(taken.events) <= 1)
 
     @app.get("/patients/{patient_id}/pathways", dependencies=reader)
     async def patient_pathways(patient_id: str) -> list[dict[str, Any]]:
@@ -153,7 +222,7 @@ def create_app(service: Any) -> FastAPI:
     async def instance(instance_id: str) -> dict[str, Any]:
         stored = service.store.instance(instance_id)
         if stored is None:
-            raise HTTPException(404, f"no instance {instance_id}")
+            raise HTTPException(404, "no such instance")
         state = service.engine.current(stored)
         return {
             "state": state.as_dict(),
@@ -167,8 +236,10 @@ def create_app(service: Any) -> FastAPI:
 
     @app.post("/pathways", status_code=201, dependencies=author)
     async def load_pathway(request: Request) -> Response:
-        body = (await request.body()).decode("utf-8", errors="replace")
-        problems = service.add_pathway(body)
+        raw = await body_of(request, "pathway")
+        if isinstance(raw, JSONResponse):
+            return raw
+        problems = service.add_pathway(raw)
         if problems:
             return JSONResponse({"problems": problems}, status_code=422)
         return JSONResponse({"pathways": sorted(service.registry.by_key)}, status_code=201)

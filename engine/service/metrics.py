@@ -25,6 +25,23 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.busy = Counter(
+            "carepath_events_busy_total",
+            "payloads answered 'send again later' (the writer was full, or stopping)",
+            ["source"],
+            registry=self.registry,
+        )
+        self.conflicts = Counter(
+            "carepath_events_conflict_total",
+            "events refused: their id was accepted before with a different body",
+            ["source"],
+            registry=self.registry,
+        )
+        self.inflight = Gauge(
+            "carepath_events_inflight",
+            "events queued for or being decided by the writer",
+            registry=self.registry,
+        )
         self.decisions = Counter(
             "carepath_decisions_total", "decisions, by kind", ["kind"], registry=self.registry
         )

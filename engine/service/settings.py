@@ -117,6 +117,23 @@ class Settings(BaseSettings):
     dispatch_batch: int = Field(500, ge=1)
     dispatch_interval_seconds: float = Field(1.0, gt=0)
     timer_interval_seconds: float = Field(1.0, gt=0)
+    # -- limits: bounded work under load and hostile input (docs/operations.md) --
+    # events queued for or being decided by the single writer; past it, HTTP 503 with
+    # Retry-After and HL7 `AR` ("send again later")
+    max_inflight_events: int = Field(5_000, ge=1)
+    # what Retry-After says, in seconds
+    retry_after_seconds: int = Field(1, ge=1)
+    # the largest request body taken (a whole-patient FHIR Bundle fits); past it, HTTP 413
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    mllp_max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    mllp_idle_timeout_seconds: float = Field(30.0, gt=0)
+    mllp_max_connections: int = Field(64, ge=1)
+    # SIGTERM: stop intake at once, finish or refuse what is in flight, snapshot, exit 0,
+    # all within this
+    shutdown_grace_seconds: float = Field(20.0, gt=0)
+    # an event that occurred further in the future than this is refused (the sender's clock
+    # is wrong, or the time is)
+    clock_skew_seconds: float = Field(300.0, ge=0)
 
     @field_validator("default_timezone")
     @classmethod

@@ -84,26 +84,30 @@ class Reads:
         return datetime.fromisoformat(value) if value else None
 
     def known_event_ids(self, ids: Sequence[str]) -> set[str]:
+        return set(self.known_events(ids))
+
+    def known_events(self, ids: Sequence[str]) -> dict[str, str]:
+        """The events among `ids` the input log holds: id -> the payload recorded (its JSON
+        text), to tell an exact repeat from a different event sent under the same id."""
         if not ids:
-            return set()
-        found: set[str] = set()
+            return {}
+        found: dict[str, str] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = list(ids[start : start + 500])
-                found.update(
-                    conn.execute(
-                        sa.select(t.inputs.c.input_id).where(
-                            t.inputs.c.input_id.in_(chunk),
-                            # The partial index's own condition, spelled out: SQLite uses a
-                            # partial index only when the query repeats its WHERE term (it
-                            # cannot infer it from kind = 'event'), and otherwise scanned the
-                            # whole input log for every group (63 ms per group at 300,000
-                            # inputs, a third of ingest time: bench/ingest_speed.py).
-                            t.inputs.c.kind != "duplicate",
-                            t.inputs.c.kind == "event",
-                        )
-                    ).scalars()
+                rows = conn.execute(
+                    sa.select(t.inputs.c.input_id, t.inputs.c.payload).where(
+                        t.inputs.c.input_id.in_(chunk),
+                        # The partial index's own condition, spelled out: SQLite uses a
+                        # partial index only when the query repeats its WHERE term (it
+                        # cannot infer it from kind = 'event'), and otherwise scanned the
+                        # whole input log for every group (63 ms per group at 300,000
+                        # inputs, a third of ingest time: bench/ingest_speed.py).
+                        t.inputs.c.kind != "duplicate",
+                        t.inputs.c.kind == "event",
+                    )
                 )
+                found.update((row.input_id, row.payload) for row in rows)
         return found
 
     def inputs(

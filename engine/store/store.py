@@ -314,8 +314,10 @@ class Store(Reads):
 
     # -- dead letters: inbound payloads that could not be accepted ----------------------------
 
-    def dead_letter(self, source: str, reason: str, payload: str, now: datetime) -> int:
+    def dead_letter(self, source: str, reason: str, payload: bytes | str, now: datetime) -> int:
         """Keep a refused payload, with why, for review and re-submission. Returns its id."""
+        if isinstance(payload, bytes):  # MERGE: the audit work keeps bytes exactly
+            payload = payload.decode("utf-8", "backslashreplace")
         with self.engine.begin() as conn:
             result = conn.execute(
                 t.dead_letters.insert().values(
