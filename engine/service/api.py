@@ -95,7 +95,7 @@ def create_app(service: Any) -> FastAPI:
     )
     app.add_middleware(AccessLog)
     settings = service.settings
-    intake = Intake(service)
+    intake: Intake = service.intake
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
 
     def role(*allowed: Role) -> Callable[[Request], Awaitable[Role]]:

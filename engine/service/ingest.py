@@ -9,8 +9,9 @@ that fires late (the service was down, or busy) is decided at the time it actual
 (MemoryEngine.advance): the record shows how late it was.
 
 Work in flight is bounded: `submit` refuses (`Busy`) once `max_inflight` events are queued or
-being decided, and the caller answers "resend later" (HTTP 503 with Retry-After, an HL7 `AR`),
-so that memory and latency stay bounded under overload. `close_intake` refuses everything new
+being decided, or once the requests the writer takes have waited more than `max_queue_seconds`
+in its queue, and the caller answers "resend later" (HTTP 503 with Retry-After, an HL7 `AR`), so
+that memory and latency stay bounded under overload. `close_intake` refuses everything new
 (`Stopping`); `stop` commits what is queued until its deadline, refuses what is left, fires the
 timers due, and returns.
 """
@@ -58,6 +59,7 @@ class Receipt:
 class _Job:
     events: list[Event]
     future: Future[Receipt]
+    queued: float  # monotonic
 
 
 def canonical(event: Event) -> str:
@@ -82,6 +84,7 @@ class Ingestor:
         tick_seconds: float = 1.0,
         on_decided: Callable[[list[Decision]], None] | None = None,
         max_inflight: int = 10_000,
+        max_queue_seconds: float = 0.5,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -89,6 +92,9 @@ class Ingestor:
         self.tick_seconds = tick_seconds
         self.on_decided = on_decided
         self.max_inflight = max_inflight
+        self.max_queue_seconds = max_queue_seconds
+        #: how long the latest group's first request had waited in the queue, seconds
+        self.queue_delay = 0.0
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="carepath-writer", daemon=True)
         self._lock = threading.Lock()
@@ -121,14 +127,20 @@ class Ingestor:
         with self._lock:
             if self._stopped or (not self._accepting and not internal):
                 raise Stopping("the service is stopping: send again later")
-            if not internal and self._inflight and self._inflight + count > self.max_inflight:
-                raise Busy(
-                    f"{self._inflight} event(s) are waiting to be recorded (the limit is "
-                    f"{self.max_inflight}): send again later"
-                )
+            if not internal and self._inflight:
+                if self._inflight + count > self.max_inflight:
+                    raise Busy(
+                        f"{self._inflight} event(s) are waiting to be recorded (the limit is "
+                        f"{self.max_inflight}): send again later"
+                    )
+                if self.queue_delay > self.max_queue_seconds:
+                    raise Busy(
+                        f"events wait {self.queue_delay:.1f} s to be recorded (the limit is "
+                        f"{self.max_queue_seconds:g} s): send again later"
+                    )
             self._inflight += count
         future: Future[Receipt] = Future()
-        self._queue.put(_Job(list(events), future))
+        self._queue.put(_Job(list(events), future, time.monotonic()))
         return future
 
     def close_intake(self, drain_seconds: float | None = None) -> None:
@@ -166,6 +178,7 @@ class Ingestor:
             if first is None:
                 break
             jobs, stopping = self._gather(first)
+            self.queue_delay = time.monotonic() - first.queued
             if self._deadline is not None and time.monotonic() >= self._deadline:
                 self._refuse(jobs)
             else:
@@ -248,4 +261,4 @@ class Ingestor:
         for job, receipt in zip(jobs, receipts, strict=True):
             receipt.actions = actions
             job.future.set_result(receipt)
-        log.info("committed %d event(s), %d action(s)", len(events), actions)
+        log.debug("committed %d event(s), %d action(s)", len(events), actions)

@@ -58,12 +58,30 @@ class Intake:
     def __init__(self, service: Service, clock: Callable[[], datetime] = wall_clock) -> None:
         self.service = service
         self.clock = clock
+        #: how late the event loop ran a short sleep, lately (seconds): how long a request that
+        #: arrives now waits before it is even read
+        self.lag = 0.0
+
+    async def watch_loop(self, every: float = 0.02) -> None:
+        """Measure the event loop's lag until cancelled (the service's lifespan runs it)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(every)
+            late = loop.time() - start - every
+            # up at once, down gently: one quick turn does not mean the backlog is gone
+            self.lag = late if late > self.lag else self.lag * 0.8 + late * 0.2
 
     async def take(
         self, source: str, raw: bytes, decode: Decode[T], parse: Parse[T]
     ) -> Taken:
         """Decode `raw` (not well-formed: refused, 400), parse its events (not acceptable:
         refused, 422) and record them."""
+        if self.lag > self.service.settings.max_queue_seconds:
+            # the event loop itself is behind (more requests than it can parse): refusing
+            # before any work is what lets it catch up
+            self.service.metrics.busy.labels(source).inc()
+            return Taken("busy", f"requests wait {self.lag:.1f} s to be read: send again later")
         try:
             document = decode(raw)
         except InputError as exc:
@@ -98,7 +116,7 @@ class Intake:
         if receipt.conflicts:
             service.metrics.conflicts.labels(source).inc(len(receipt.conflicts))
             taken.dead_letter = await self.keep_conflicts(source, events, receipt, raw)
-        log.info(
+        log.debug(
             "%s: %d event(s) accepted, %d duplicate(s), %d conflict(s)",
             source, len(receipt.accepted), len(receipt.duplicates), len(receipt.conflicts),
         )

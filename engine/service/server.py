@@ -76,6 +76,7 @@ class Service:
             settings.timer_interval_seconds,
             on_decided=self._decided,
             max_inflight=settings.max_inflight_events,
+            max_queue_seconds=settings.max_queue_seconds,
         )
         self.intake = Intake(self)
         self.dispatcher: DispatchProcess | None = (
@@ -209,10 +210,12 @@ class Service:
                 on_refused=self._mllp_refused,
             )
             await self._mllp.start(self.settings.mllp.host, self.settings.mllp.port)
+        watch = asyncio.create_task(self.intake.watch_loop())
         log.info("carepath serving %s", ", ".join(sorted(self.registry.by_key)))
         try:
             yield
         finally:
+            watch.cancel()
             self.begin_stop()
             if self._mllp is not None:
                 await self._mllp.close()

@@ -146,7 +146,7 @@ def test_metrics_count_what_happened(api: tuple[TestClient, Any]) -> None:
 def test_no_patient_data_in_the_logs(api: tuple[TestClient, Any],
                                      caplog: pytest.LogCaptureFixture) -> None:
     client, _ = api
-    caplog.set_level("INFO")
+    caplog.set_level("DEBUG")
     event = {**DISCHARGE, "id": "e-log", "data": {**DISCHARGE["data"], "facility": "St Elsewhere"}}
     client.post("/events", json=event, headers=auth("ingest"))
     client.post("/events", content='{"id": "x", "patient_id": "Jane Doe"}', headers=auth("ingest"))

@@ -300,3 +300,13 @@ def test_insecure_dev_cannot_be_turned_on_by_configuration_alone(tmp_path: Path)
     result = CliRunner().invoke(cli, ["serve", "--config", str(config)])
     assert result.exit_code == 2
     assert "--insecure-dev on the command line" in result.output
+
+
+def test_an_event_loop_that_has_fallen_behind_turns_requests_away(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, service = api
+    service.intake.lag = 1e9  # as the loop watch measures it when requests pile up unread
+    reply = client.post("/events", json=discharge("lagged"), headers=auth("ingest"))
+    assert reply.status_code == 503 and reply.headers["retry-after"] == "1"
+    assert service.store.known_event_ids(["lagged"]) == set()

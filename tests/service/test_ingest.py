@@ -215,3 +215,29 @@ def test_a_timer_due_while_the_service_was_down_is_recorded_as_late(store_url: s
     engine.close()
     with contextlib.closing(Store.open(store_url)) as store:
         assert replay(store).identical
+
+
+def test_requests_that_waited_too_long_in_the_queue_turn_new_ones_away(
+    engine: DurableEngine,
+) -> None:
+    now = datetime.now(UTC)
+    release = threading.Event()
+    known = engine.store.known_events
+
+    def stalled(ids: Any) -> Any:  # the store stops answering for a while
+        release.wait(10)
+        return known(ids)
+
+    engine.store.known_events = stalled  # type: ignore[method-assign]
+    ingestor = Ingestor(engine, lambda: datetime.now(UTC), max_queue_seconds=0.1)
+    first = ingestor.submit([weight("a", "p", now)])
+    time.sleep(0.3)  # it waits 0.3 s before the writer takes it
+    ingestor.start()
+    time.sleep(0.1)
+    with pytest.raises(Busy, match="wait 0.3 s"):
+        ingestor.submit([weight("b", "p", now)])
+    release.set()
+    assert first.result(10).accepted == ["a"]
+    # the queue is empty again: taken
+    assert ingestor.submit([weight("c", "p", now)]).result(10).accepted == ["c"]
+    ingestor.stop()
