@@ -3,16 +3,18 @@
 Every problem of every event is reported, each located: `[2].data.value: Input should be
 greater than 0` for the third event of a list, `data.value: ...` for a single object. A list
 is all or nothing. `action.failed` and `action.succeeded` are refused: only the engine writes them.
+The body is read by `parse_json` (strict UTF-8 and JSON, depth-limited) and every field by the
+event models' strict types: `true` is not a weight, `"80"` is not a number, `4711` is not an id.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
 
-from adapters.inbound._common import join_loc, problems_error, problems_of, require_text, short
+from adapters.inbound._common import join_loc, problems_error, problems_of, short
+from adapters.inbound.payload import parse_json
 from engine.catalogue import Event
 from engine.errors import InputError
 
@@ -23,21 +25,12 @@ ENGINE_ONLY = frozenset({"action.failed", "action.succeeded"})
 
 
 def events_from_json(payload: bytes | str) -> list[Event]:
-    """The events in a JSON payload: an event object, or a list of them (`[]` gives none)."""
-    if isinstance(payload, bytes):
-        try:
-            payload = payload.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not UTF-8 (byte {exc.start})") from None
-    try:
-        document = json.loads(payload.removeprefix("\ufeff"))
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise InputError("not valid JSON: nested too deeply") from None
-    require_text(document)
+    """The events in a JSON payload: an event object, or a list of them (`[]` gives none).
+
+    Raises InputError for a body `parse_json` refuses, and for any event that does not fit its
+    model, every problem of every event located (`[2].data.value: must be a JSON number, not true`).
+    """
+    document = parse_json(payload)
     if isinstance(document, dict):
         items, prefix = [document], None
     elif isinstance(document, list):
@@ -69,12 +62,6 @@ def _event(item: Any, where: str) -> Event:
     if isinstance(event_type, str) and event_type in ENGINE_ONLY:
         raise _Problems(
             [(join_loc(where, "type"), f"{short(event_type)} is recorded by the engine only")]
-        )
-    occurred = item.get("occurred_at")
-    if occurred is not None and not isinstance(occurred, str):
-        # pydantic would take a number as a Unix time; the contract is ISO 8601 with an offset
-        raise _Problems(
-            [(join_loc(where, "occurred_at"), "must be an ISO 8601 string with an offset")]
         )
     try:
         return Event.model_validate(item)
