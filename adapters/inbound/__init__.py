@@ -3,6 +3,10 @@
 Pure translation: no I/O and no clock. Anything that cannot be accepted raises `InputError`
 with a precise message and location, so the service can keep it as a dead letter and answer the
 sender (HTTP 400/422, or an HL7 NAK built with `ack`).
+
+Raw bodies: `decode_text` (strict UTF-8) and `parse_json` (strict, depth-limited JSON) are what
+the service runs on every body it receives; the three adapters use them too, and nothing here
+ever replaces a character (see docs/adapters.md, "What is refused").
 """
 
 from adapters.inbound.fhir import events_from_fhir

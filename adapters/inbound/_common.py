@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from engine.catalogue import Event
+from engine.catalogue.events import describe
 from engine.errors import InputError
 
 #: The longest id the event model accepts (`Identifier` in engine/catalogue/events.py).
@@ -76,9 +78,7 @@ def problems_error(problems: Sequence[tuple[str, str]]) -> InputError:
 
 def problems_of(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
     """Every problem pydantic found, each at its location under `prefix`."""
-    problems = [
-        (join_loc(prefix, render_loc(err["loc"])), _message(err["msg"])) for err in exc.errors()
-    ]
+    problems = [(join_loc(prefix, render_loc(err["loc"])), message(err)) for err in exc.errors()]
     return problems or [(prefix, "invalid")]
 
 
@@ -86,9 +86,40 @@ def validation_error(exc: ValidationError, prefix: str = "") -> InputError:
     return problems_error(problems_of(exc, prefix))
 
 
-def _message(msg: str) -> str:
+#: pydantic's type errors, and what the value must be instead. Its own words ("Input should be
+#: a valid number") do not say what was given, and `true` given for a weight must say so.
+_EXPECTED = {
+    "float_type": "a JSON number",
+    "float_parsing": "a JSON number",
+    "decimal_type": "a JSON number",
+    "decimal_parsing": "a JSON number",
+    "int_type": "a whole JSON number",
+    "int_parsing": "a whole JSON number",
+    "int_from_float": "a whole JSON number",
+    "bool_type": "a JSON boolean",
+    "bool_parsing": "a JSON boolean",
+    "string_type": "a JSON string",
+    "datetime_type": "an ISO 8601 string",
+    "date_type": "an ISO 8601 string",
+    "time_type": "an ISO 8601 string",
+    "list_type": "a JSON array",
+    "tuple_type": "a JSON array",
+    "dict_type": "a JSON object",
+}
+
+
+def message(err: ErrorDetails) -> str:
+    """One pydantic error as our message: a type error says what was expected and what was
+    given (`must be a JSON number, not true`); the others are pydantic's (or our validators')
+    own."""
+    expected = _EXPECTED.get(err["type"])
+    if expected is not None:
+        given = err.get("input")
+        if err["type"] == "float_type" and isinstance(given, int) and not isinstance(given, bool):
+            return f"{describe(given)} is too large"  # a float cannot hold it
+        return f"must be {expected}, not {describe(given)}"
     # pydantic prefixes errors raised by validators with "Value error, "; the rest is ours
-    return " ".join(msg.removeprefix("Value error, ").split())
+    return " ".join(err["msg"].removeprefix("Value error, ").split())
 
 
 def make_event(

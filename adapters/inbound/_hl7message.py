@@ -1,7 +1,7 @@
 """Reading one HL7 v2 message: decode and normalise it, check the envelope, split it with
 python-hl7 and read fields without ever raising (shared/samples/hl7v2/PARSE_NOTES.md).
 
-    decode(bytes | str)       text: UTF-8 or MSH-18's ISO 8859 part; no BOM, no MLLP start byte
+    decode(bytes | str)       text: in MSH-18's character set, else UTF-8; no BOM, no MLLP start
     Message.parse(text)       segments, after `_segment_lines` and `_header` checked them
     Segment.value(f, c, s)    field f, component c, subcomponent s (first repetition), or None
     raw_header(text)          MSH split by hand, for an ACK to a message that does not parse
@@ -18,14 +18,19 @@ from typing import Any
 import hl7
 
 from adapters.inbound._common import short
+from adapters.inbound.payload import decode_bytes
 from engine.errors import InputError
 
 __all__ = ["Header", "Message", "Segment", "decode", "raw_header"]
 
 _SEGMENT_LINE = re.compile(r"[A-Z][A-Z0-9]{2}")
-# MSH-18 character sets we decode; anything else (or none) is read as UTF-8, of which ASCII,
-# the HL7 default, is a subset.
-_CHARSETS = {
+#: MSH-18 character sets (HL7 table 0211) we decode, and their Python codecs. Every one of them
+#: writes the header in ASCII, so MSH-18 can be read before the message is decoded. No MSH-18
+#: means UTF-8 (of which ASCII, the HL7 default, is a part); any other set is refused by name
+#: (UNICODE UTF-16/32 and the ISO 2022 sets are not ASCII-compatible, and UNICODE alone does
+#: not say which encoding).
+CHARSETS = {
+    "ASCII": "ascii",
     "8859/1": "iso8859-1",
     "8859/2": "iso8859-2",
     "8859/3": "iso8859-3",
@@ -36,8 +41,10 @@ _CHARSETS = {
     "8859/8": "iso8859-8",
     "8859/9": "iso8859-9",
     "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
 }
 _BOM = "\ufeff"
+_BOM_BYTES = b"\xef\xbb\xbf"
 
 
 class Segment:
@@ -132,31 +139,51 @@ class Header:
 
 
 def decode(message: str | bytes) -> str:
-    """Decoded text, without leading whitespace (MLLP's start byte) or a byte-order mark."""
+    """Decoded text, without leading whitespace (MLLP's start byte) or a byte-order mark.
+
+    Bytes are decoded strictly in the character set MSH-18 declares (`CHARSETS`), or as UTF-8
+    when it declares none; a byte the set cannot decode is refused at MSH-18, naming its offset
+    in `message`. A set we do not read is refused by name; so is a UTF-8 byte-order mark on a
+    message that declares an ISO 8859 part (its text would be read as the wrong set). Nothing
+    is ever replaced."""
     if isinstance(message, str):
         try:
             message.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise InputError(f"not text at character {exc.start}", location="MSH") from None
         return message.lstrip().removeprefix(_BOM)
-    data = message.lstrip().removeprefix(b"\xef\xbb\xbf")
-    charset = _CHARSETS.get(_declared_charset(data), "utf-8")
-    try:
-        return data.decode(charset)
-    except UnicodeDecodeError as exc:
+    start = len(message) - len(message.lstrip())
+    data = message[start:]
+    bom = data.startswith(_BOM_BYTES)
+    if bom:
+        data, start = data[len(_BOM_BYTES) :], start + len(_BOM_BYTES)
+    declared = _declared_charset(data)
+    codec = CHARSETS.get(declared) if declared else "utf-8"
+    if codec is None:
         raise InputError(
-            f"not valid {charset} at byte {exc.start} (MSH-18 names no other character set "
-            "Carepath reads)",
+            f"character set {short(declared)} is not one Carepath reads "
+            f"({', '.join(CHARSETS)}; none declared means UTF-8)",
             location="MSH-18",
-        ) from None
+        )
+    if bom and codec not in ("utf-8", "ascii"):  # ASCII is UTF-8: a BOM does not contradict it
+        raise InputError(
+            f"the message starts with a UTF-8 byte-order mark but declares {declared}",
+            location="MSH-18",
+        )
+    if declared:
+        name, note = f"{declared}, the character set MSH-18 declares", ""
+    else:
+        name, note = "UTF-8", "; MSH-18 declares no other character set"
+    return decode_bytes(data, codec, name=name, note=note, location="MSH-18", offset=start)
 
 
 def _declared_charset(data: bytes) -> str:
-    """MSH-18 read from the raw bytes (the header is ASCII in every HL7 character set)."""
-    head = data.lstrip()[:2000].decode("latin-1")
+    """MSH-18 (first repetition) read from the raw bytes: every set we read writes the header
+    in ASCII."""
+    head = data[:2000].decode("latin-1")
     header = raw_header(head)
     value = header.fields[18] if len(header.fields) > 18 else ""
-    return value.split(header.enc[1])[0].strip().upper()
+    return " ".join(value.split(header.enc[1])[0].split()).upper()
 
 
 def raw_header(text: str) -> Header:

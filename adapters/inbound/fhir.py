@@ -14,9 +14,11 @@ being dropped: a sender configured to post here should post only what Carepath r
 is all or nothing. The mapping tables and the reasons behind each choice are in
 docs/adapters.md ("Inbound").
 
-fhir.resources checks structure, types and cardinality, not terminology; it also accepts a
-number written as a string (`"value": "185"`), which FHIR JSON forbids, so we compare the JSON
-types of numbers and booleans ourselves, and refuse `null`s (`_fhir_validation.py`).
+fhir.resources checks structure, types and cardinality, not terminology; it also converts
+what FHIR JSON forbids (`"value": "185"`, `"active": 1`, a number for a dateTime, a string
+holding JSON for an object), so we compare every value's JSON type with its element's
+ourselves, and refuse `null`s (`_fhir_validation.py`). A body given as bytes or text is read
+by `parse_json` (strict UTF-8 and JSON, at most MAX_DEPTH deep) before any of this.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from adapters.inbound._common import (
     short,
     stable_id,
 )
-from adapters.inbound._fhir_validation import CONTEXT, SUPPORTED, validated
+from adapters.inbound._fhir_validation import CONTEXT, MAX_DEPTH, SUPPORTED, validated
+from adapters.inbound.payload import parse_json
 from engine.catalogue import APPOINTMENT_KINDS, Event
 from engine.errors import InputError
 
@@ -113,9 +116,13 @@ _REFERENCE = re.compile(
 def events_from_fhir(resource: object, *, default_tz: tzinfo = UTC) -> list[Event]:
     """The events a FHIR R4 resource or Bundle stands for, in entry order.
 
-    `default_tz` places a date without a time (FHIR allows `2013-03-20`) at the start of that
-    day; the service passes the deployment's zone. Raises InputError for anything it refuses.
+    `resource` is the raw body (bytes or text, read with `parse_json`: the service should pass
+    what it received) or the parsed JSON. `default_tz` places a date without a time (FHIR
+    allows `2013-03-20`) at the start of that day; the service passes the deployment's zone.
+    Raises InputError for anything it refuses.
     """
+    if isinstance(resource, bytes | str):
+        resource = parse_json(resource, max_depth=MAX_DEPTH)
     rtype, raw_resource, model = validated(resource)
     if rtype != "Bundle":
         return [_map(model, raw_resource, rtype, _Context(default_tz))]

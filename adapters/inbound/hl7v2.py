@@ -3,8 +3,9 @@
 Theory of operation. A message arrives as bytes (HTTP body, MLLP frame) or text. We (steps 1-3
 are `_hl7message.py`)
 
-1. normalise it (shared/samples/hl7v2/PARSE_NOTES.md, quirks 1 and 7): decode (UTF-8, or the
-   ISO 8859 part MSH-18 names), strip a byte-order mark and MLLP framing, make every segment end
+1. normalise it (shared/samples/hl7v2/PARSE_NOTES.md, quirks 1 and 7): decode strictly (in the
+   character set MSH-18 declares: ASCII, ISO 8859 parts, UNICODE UTF-8; UTF-8 when it declares
+   none; never replacing a byte), strip a byte-order mark and MLLP framing, make every segment end
    in a single CR (CRLF and LF separators are what made both python-hl7 and hl7apy silently return
    one segment), drop empty lines and whitespace around segments;
 2. check the envelope ourselves (one MSH, sane encoding characters, every line a segment), so
@@ -119,15 +120,20 @@ def ack(
     gets an answer, with the standard separators and empty echoed fields.
     """
     try:
-        raw = decode(message)
+        raw, readable = decode(message), True
     except InputError:
-        raw = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        # Undecodable: read the header byte for byte (latin-1 maps each byte to one character,
+        # replacing none), and echo only the fields that are plain ASCII, so that nothing we
+        # could not read is echoed as something else.
+        raw = message.decode("latin-1") if isinstance(message, bytes) else message
+        readable = False
     header = raw_header(raw)
     sep, enc = header.sep, header.enc
     component = enc[0]
 
     def field(n: int) -> str:
-        return header.fields[n] if n < len(header.fields) else ""
+        value = header.fields[n] if n < len(header.fields) else ""
+        return value if readable or value.isascii() else ""
 
     inbound_id = field(10).split(component)[0].strip()
     trigger = field(9).split(component)[1].strip() if component in field(9) else ""

@@ -3,6 +3,8 @@
 Every problem of every event is reported, each located: `[2].data.value: Input should be
 greater than 0` for the third event of a list, `data.value: ...` for a single object. A list
 is all or nothing. `action.failed` and `action.succeeded` are refused: only the engine writes them.
+The body is read by `parse_json` (strict UTF-8 and JSON, depth-limited) and every field by the
+event models' strict types: `true` is not a weight, `"80"` is not a number, `4711` is not an id.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ ENGINE_ONLY = frozenset({"action.failed", "action.succeeded"})
 
 
 def events_from_json(payload: bytes | str) -> list[Event]:
-    """The events in a JSON payload: an event object, or a list of them (`[]` gives none)."""
+    """The events in a JSON payload: an event object, or a list of them (`[]` gives none).
+
+    Raises InputError for a body `parse_json` refuses, and for any event that does not fit its
+    model, every problem of every event located (`[2].data.value: must be a JSON number, not true`).
+    """
     return events_from_document(parse_json(payload))
 
 
 def events_from_document(document: Any) -> list[Event]:
-    """The events in a parsed JSON document (`parse_json`): an event object, or a list."""
+    """The events in a JSON document already parsed by `parse_json` (the service parses once,
+    to tell a body that is not JSON (400) from events that are not acceptable (422))."""
     if isinstance(document, dict):
         items, prefix = [document], None
     elif isinstance(document, list):
@@ -60,12 +67,6 @@ def _event(item: Any, where: str) -> Event:
     if isinstance(event_type, str) and event_type in ENGINE_ONLY:
         raise _Problems(
             [(join_loc(where, "type"), f"{short(event_type)} is recorded by the engine only")]
-        )
-    occurred = item.get("occurred_at")
-    if occurred is not None and not isinstance(occurred, str):
-        # pydantic would take a number as a Unix time; the contract is ISO 8601 with an offset
-        raise _Problems(
-            [(join_loc(where, "occurred_at"), "must be an ISO 8601 string with an offset")]
         )
     try:
         return Event.model_validate(item)

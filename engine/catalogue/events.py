@@ -4,10 +4,17 @@ event type exposes to a pathway's conditions.
 Every event has `id`, `type`, `patient_id`, `occurred_at` (ISO 8601 with offset) and `data`.
 Inbound adapters (JSON, HL7 v2, FHIR) all produce `Event`s; `Event.model_validate` checks the
 `data` against the model of its type, so a malformed event is refused with the field named.
+
+Types are strict: nothing is converted into what it was not. A number is a number (an integer
+such as 80 is taken as 80.0; `true` and `"80"` are refused), a whole number is not `2.0`, a flag
+is `true` or `false` (not `1`, `"yes"`), text is a string (not `4711`), a list of codes is a list
+(not `"I50"`), and a time is a datetime or an ISO 8601 string with an offset, never a number (a
+Unix time) or a string of digits. pydantic's lax mode would accept each of these.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -16,12 +23,15 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 AppointmentKind = Literal["follow_up", "home_visit", "foot_screening", "foot_team", "podiatry"]
 APPOINTMENT_KINDS: tuple[str, ...] = get_args(AppointmentKind)
@@ -42,8 +52,50 @@ Symptom = Literal[
     "reduced_urine_output",
 ]
 Infection = Literal["none", "mild", "moderate", "severe"]
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^\S+$")]
-Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def describe(value: object) -> str:
+    """A value as an error message names it, in JSON's words: `true`, `null`, `the number 80`,
+    `the string '80'` (cut short), `an array`, `an object`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        text = repr(value)
+        return f"the number {text if len(text) <= 24 else text[:24] + '...'}"
+    if isinstance(value, str):
+        return f"the string {value if len(value) <= 40 else value[:40] + '...'!r}"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+_NUMERIC = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
+
+
+def _instant(value: object) -> object:
+    """A datetime, or an ISO 8601 string; never a number or a string of digits, which pydantic
+    would take as a Unix time (1773214200 -> 2026-03-11T07:30:00Z)."""
+    if isinstance(value, datetime) or (isinstance(value, str) and not _NUMERIC.fullmatch(value)):
+        return value
+    raise PydanticCustomError(
+        "iso_datetime_type",
+        "must be an ISO 8601 string with an offset (2026-03-11T07:30:00+01:00), not {given}",
+        {"given": describe(value)},
+    )
+
+
+#: Strict scalars: no bool or str into numbers, no number into str, no 1 or "yes" into a bool.
+Number = Annotated[float, Strict()]  # an int is accepted as that float: 80 -> 80.0
+Whole = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
+Text = Annotated[str, Strict()]
+Instant = Annotated[AwareDatetime, BeforeValidator(_instant)]
+Code = Annotated[Text, Field(min_length=1, max_length=64, pattern=r"^\S+$")]
+Identifier = Annotated[Text, Field(min_length=1, max_length=128)]
 
 
 class _Data(BaseModel):
@@ -54,7 +106,7 @@ class EncounterDischarged(_Data):
     encounter_id: Identifier
     diagnoses: tuple[Code, ...] = ()
     disposition: Code | None = None  # HL7 table 0112 / UB-04 patient status, e.g. "01", "06"
-    facility: str | None = None
+    facility: Text | None = None
 
 
 class EncounterAdmitted(_Data):
@@ -63,7 +115,7 @@ class EncounterAdmitted(_Data):
 
 
 class ObservationWeight(_Data):
-    value: float = Field(gt=0, lt=1000)
+    value: Number = Field(gt=0, lt=1000)
     unit: Literal["kg", "lb"]
 
 
@@ -74,7 +126,7 @@ class SymptomReported(_Data):
 class AppointmentEvent(_Data):
     appointment_id: Identifier
     kind: AppointmentKind
-    start: AwareDatetime | None = None
+    start: Instant | None = None
 
 
 class TaskAcknowledged(_Data):
@@ -91,11 +143,11 @@ class TaskAcknowledged(_Data):
 
 
 class FootExamCompleted(_Data):
-    iwgdf_risk: int = Field(ge=0, le=3)
-    active_ulcer: bool
+    iwgdf_risk: Whole = Field(ge=0, le=3)
+    active_ulcer: Flag
     infection: Infection
-    ischemia: bool
-    gangrene: bool
+    ischemia: Flag
+    gangrene: Flag
 
 
 class ConditionDiagnosed(_Data):
@@ -111,7 +163,7 @@ class ActionFailed(_Data):
 
     action_id: Identifier
     action: Identifier
-    error: str = ""
+    error: Text = ""
 
 
 class ActionSucceeded(_Data):
@@ -119,7 +171,7 @@ class ActionSucceeded(_Data):
 
     action_id: Identifier
     action: Identifier
-    reference: str = ""  # the outside system's id for it (a FHIR resource, a message id)
+    reference: Text = ""  # the outside system's id for it (a FHIR resource, a message id)
 
 
 EVENT_MODELS: dict[str, type[_Data]] = {
@@ -148,9 +200,9 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Identifier
-    type: str
+    type: Text
     patient_id: Identifier
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     data: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("type")

@@ -3,6 +3,12 @@
 PyYAML's composer gives nodes with marks; we build plain Python data from them ourselves so that
 we can (a) remember where each location path came from, for errors a clinical lead can find, and
 (b) refuse a key written twice in one mapping, which PyYAML would silently resolve to the last.
+
+Hostile files end in a located problem, never an exception: lists and mappings nested more than
+MAX_DEPTH deep (PyYAML's composer, our builder and the checks after them all recurse, and a
+RecursionError would escape `carepath validate` and fail a POST /pathways with a 500), and a
+file that expands to more than MAX_VALUES values through aliases (`*name`, "billion laughs") or
+merge keys (`<<: [*a, *a, ...]`, which PyYAML would copy before anything could count them).
 """
 
 from __future__ import annotations
@@ -70,10 +76,14 @@ class Source:
 
 
 def parse(file: str, text: str) -> Source:
-    """Parse one YAML document. YAML errors become `yaml-syntax` problems, never exceptions."""
+    """Parse one YAML document. YAML errors become `yaml-syntax` problems, nesting deeper than
+    MAX_DEPTH a `too-deep` problem, never exceptions."""
     source = Source(file=file, text=text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
+    except _TooDeep as exc:
+        source.report("too-deep", exc.path, exc.message, exc.at)
+        return source
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -95,6 +105,8 @@ def parse(file: str, text: str) -> Source:
     builder = _Builder(source)
     try:
         source.data = builder.build(node, ())
+    except _TooDeep as exc:
+        source.report("too-deep", exc.path, exc.message, exc.at)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -104,13 +116,53 @@ def parse(file: str, text: str) -> Source:
 
 
 #: Far more values than any pathway holds. A file that expands to more through its aliases
-#: (`*name`) is refused rather than built ("billion laughs").
+#: (`*name`) or merge keys (`<<`) is refused rather than built ("billion laughs").
 MAX_VALUES = 100_000
+#: How deeply lists and mappings may nest. The reference pathways nest 9 levels at most.
+MAX_DEPTH = 64
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
+_VALUE = "tag:yaml.org,2002:value"
 
 
 def _refuse(node: yaml.Node, reason: str) -> yaml.MarkedYAMLError:
     return yaml.MarkedYAMLError(problem=reason, problem_mark=node.start_mark)
+
+
+class _TooDeep(yaml.YAMLError):
+    """Lists and mappings nested more than MAX_DEPTH deep, at `mark` (and `path` when known)."""
+
+    def __init__(self, mark: Any, path: Path = (), how: str = "") -> None:
+        # a yaml Mark (PyYAML's, or its C extension's); None only if PyYAML gave none
+        self.at: Mark = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        self.path = path
+        self.message = (
+            f"lists and mappings are nested more than {MAX_DEPTH} levels deep here{how}; "
+            "a pathway needs about ten"
+        )
+        super().__init__(self.message)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose composer counts how deeply lists and mappings nest, and stops past
+    MAX_DEPTH: PyYAML composes recursively (a few frames per level), so a file of 2,000 `[`
+    would otherwise end in a RecursionError."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if not isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise _TooDeep(event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 class _Builder:
@@ -118,6 +170,7 @@ class _Builder:
         self.source = source
         self.constructor = yaml.SafeLoader("")
         self.count = 0  # values built so far
+        self.merged = 0  # entries copied by merge keys so far
         self.open: set[int] = set()  # the mappings and lists being built, to catch alias loops
 
     def build(self, node: yaml.Node, path: Path) -> Any:
@@ -128,6 +181,8 @@ class _Builder:
                 f"the file expands to more than {MAX_VALUES} values through its aliases (*name)",
             )
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            if len(path) >= MAX_DEPTH:  # composed shallow, built deep: aliases inside aliases
+                raise _TooDeep(node.start_mark, path, " (through aliases, *name)")
             if id(node) in self.open:
                 raise _refuse(node, "an alias (*name) refers to a mapping or list it is part of")
             self.open.add(id(node))
@@ -156,7 +211,7 @@ class _Builder:
         return self.build(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
-        self.constructor.flatten_mapping(node)
+        self._flatten(node, path, 0)
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = self.build(key_node, path)
@@ -178,3 +233,43 @@ class _Builder:
             self.source.marks[here] = mark
             out[key] = self.build(value_node, here)
         return out
+
+    def _flatten(self, node: yaml.MappingNode, path: Path, level: int) -> None:
+        """PyYAML's `flatten_mapping` (merge keys: `<<: *defaults` copies the entries of
+        `defaults` into this mapping), counting what it copies and how deeply merges nest, so
+        that `<<: [*a, *a, ...]` over and over cannot copy billions of entries first."""
+        if level > MAX_DEPTH:
+            raise _TooDeep(node.start_mark, path, " (through merge keys, <<)")
+        merge: list[tuple[yaml.Node, yaml.Node]] = []
+        index = 0
+        while index < len(node.value):
+            key_node, value_node = node.value[index]
+            if key_node.tag == _VALUE:
+                key_node.tag = "tag:yaml.org,2002:str"
+            if key_node.tag != _MERGE:
+                index += 1
+                continue
+            del node.value[index]
+            if isinstance(value_node, yaml.MappingNode):
+                subnodes = [value_node]
+            elif isinstance(value_node, yaml.SequenceNode):
+                subnodes = value_node.value
+            else:
+                raise _refuse(value_node, "a merge key (<<) takes a mapping or a list of mappings")
+            submerge = []
+            for subnode in subnodes:
+                if not isinstance(subnode, yaml.MappingNode):
+                    raise _refuse(subnode, "a merge key (<<) takes a mapping or a list of mappings")
+                self._flatten(subnode, path, level + 1)
+                self.merged += len(subnode.value)
+                if self.merged > MAX_VALUES:
+                    raise _refuse(
+                        subnode,
+                        f"the file expands to more than {MAX_VALUES} values through its merge "
+                        "keys (<<)",
+                    )
+                submerge.append(subnode.value)
+            for value in reversed(submerge):
+                merge.extend(value)
+        if merge:
+            node.value = merge + node.value

@@ -59,6 +59,7 @@ CODES = frozenset(
         "unknown-value",
         "unreachable-rule",
         "unreadable-file",
+        "too-deep",
         "unused-parameter",
         "value-out-of-range",
         "yaml-syntax",
@@ -159,6 +160,14 @@ CASES = [
         "",
         "\ttriggers",
         "not valid YAML: found character '\\t' that cannot start any token",
+    ),
+    Case(
+        "too-deep",
+        "too-deep",
+        pathway(parameters="parameters:\n  codes: " + "[" * 62 + "[x]" + "]" * 62 + "\n"),
+        "",
+        "[x]",  # the 63rd list, 65 levels down with the file and `parameters`
+        "lists and mappings are nested more than 64 levels deep here; a pathway needs about ten",
     ),
     Case("empty-file", "empty-file", "# nothing but a comment\n\n", "", None, "the file is empty"),
     Case(

@@ -617,7 +617,9 @@ def test_a_boolean_written_as_a_string_is_refused() -> None:
     resource["participant"][0]["actor"]["reference"] = "Patient/MRN-4711"
     patient = {"resourceType": "Patient", "id": "MRN-4711", "active": "true"}
     error = refused(bundle(patient, resource))
-    assert str(error) == "Bundle.entry[0].resource.active: must be a JSON boolean, not 'true'"
+    assert str(error) == (
+        "Bundle.entry[0].resource.active: must be a JSON boolean, not the string 'true'"
+    )
 
 
 def test_an_unknown_element_is_refused() -> None:
