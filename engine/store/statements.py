@@ -10,8 +10,23 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from engine.store import schema as t
-from engine.store.chain import AUDIT_FIELDS, INPUT_FIELDS
+from engine.store.chain import AUDIT_FIELDS, INPUT_FIELDS, OUTBOX_FIELDS
 from engine.store.rows import compact_json
+
+#: The columns of an outbox row as `rows.outbox_row` gives them, then its place in the chain.
+OUTBOX_COLUMNS = (
+    "action_id",
+    "seq",
+    "instance_id",
+    "patient_id",
+    "pathway_key",
+    "action",
+    "payload",
+    "status",
+    "attempts",
+    "number",
+)
+assert set(OUTBOX_FIELDS) <= set(OUTBOX_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,20 +111,7 @@ class Statements:
             columnar=columnar,
             inputs=insert(t.inputs, [*INPUT_FIELDS, "prev_hash", "hash"]),
             audit=insert(t.audit, [*AUDIT_FIELDS, "prev_hash", "hash"]),
-            outbox=insert(
-                t.outbox,
-                [
-                    "action_id",
-                    "seq",
-                    "instance_id",
-                    "patient_id",
-                    "pathway_key",
-                    "action",
-                    "payload",
-                    "status",
-                    "attempts",
-                ],
-            ),
+            outbox=insert(t.outbox, [*OUTBOX_COLUMNS, "prev_hash", "hash"]),
             instances=insert(
                 t.instances,
                 [
@@ -122,16 +124,21 @@ class Statements:
                     "last_seq",
                     "state",
                     "state_seq",
+                    "hash",
                 ],
             ),
-            status=update(t.instances, ["active", "last_seq"], "instance_id"),
+            # an instance ended since the latest snapshot: its row says so at once; its state
+            # (and `last_seq`, the input that last changed that state) wait for the next one
+            status=update(t.instances, ["active"], "instance_id"),
             snapshot_instance=update(
-                t.instances, ["active", "last_seq", "state", "state_seq"], "instance_id"
+                t.instances, ["active", "last_seq", "state", "state_seq", "hash"], "instance_id"
             ),
             # a snapshot replaces the timers of each instance it writes
             cancel_timers=delete(t.timers, "instance_id"),
             arm_timer=insert(t.timers, ["instance_id", "key", "due_utc"]),
-            snapshot=insert(t.snapshots, ["seq", "instances"]),
+            snapshot=insert(
+                t.snapshots, ["seq", "instances", "number", "digest", "prev_hash", "hash"]
+            ),
             heads=insert(
                 t.chain_heads,
                 ["chain", "last", "hash"],
