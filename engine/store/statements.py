@@ -26,7 +26,12 @@ OUTBOX_COLUMNS = (
     "attempts",
     "number",
 )
-assert set(OUTBOX_FIELDS) <= set(OUTBOX_COLUMNS)
+_HASHED = tuple(OUTBOX_COLUMNS.index(name) for name in OUTBOX_FIELDS)
+
+
+def outbox_fields(values: Sequence[Any]) -> dict[str, Any]:
+    """The fields of the outbox row `values` (in OUTBOX_COLUMNS order) its chain hash covers."""
+    return {name: values[i] for name, i in zip(OUTBOX_FIELDS, _HASHED, strict=True)}
 
 
 @dataclass(frozen=True, slots=True)

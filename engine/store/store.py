@@ -35,7 +35,6 @@ from engine.store.chain import (
     GENESIS,
     HOLIDAY_FIELDS,
     INPUT_FIELDS,
-    OUTBOX_FIELDS,
     PATHWAY_FIELDS,
     SNAPSHOT_FIELDS,
     StateDigest,
@@ -48,7 +47,7 @@ from engine.store.heads import Appender, read_head
 from engine.store.migrate import upgrade
 from engine.store.reads import Reads
 from engine.store.rows import Prepared, Recorded, audit_row, compact_json, outbox_row, sorted_json
-from engine.store.statements import OUTBOX_COLUMNS, Statements
+from engine.store.statements import Statements, outbox_fields
 from engine.store.times import to_text
 
 
@@ -229,9 +228,8 @@ class Store(Reads):
             for action in rec.decision.actions:
                 action_number += 1
                 values = (*outbox_row(seq, action), action_number)
-                fields = hashed(dict(zip(OUTBOX_COLUMNS, values, strict=True)), OUTBOX_FIELDS)
                 prev = outbox_hash
-                outbox_hash = link(outbox_hash, fields)
+                outbox_hash = link(outbox_hash, outbox_fields(values))
                 outbox_rows.append((*values, prev, outbox_hash))
             for state in rec.changed:
                 states[state.instance_id] = (state, seq)
