@@ -174,13 +174,13 @@ def snapshots(tables: Tables) -> tuple[ChainProblem | None, str]:
     def problem(kind: str, message: str) -> tuple[ChainProblem, str]:
         return _problem("snapshots", number, kind, message)
 
-    enrolled: dict[str, int] = {}
-    exited: dict[str, int] = {}
+    enrolled: dict[str, int] = {}  # instance -> the input that enrolled it
+    exited: set[str] = set()
     for action in tables.chained["outbox"]:
         if action.action == "enrol":
             enrolled[action.instance_id] = action.seq
         elif action.action == "exit":
-            exited[action.instance_id] = action.seq
+            exited.add(action.instance_id)
     digest = StateDigest()
     held: dict[tuple[str, str], str] = {}  # (instance, timer) -> due, of the states held
     states = 0
@@ -191,13 +191,14 @@ def snapshots(tables: Tables) -> tuple[ChainProblem | None, str]:
         state = _state(row.state)
         if state is None or not _columns_agree(row, state):
             return problem("edited", f"instance {iid}'s row does not agree with its state")
-        if bool(row.active) == (iid in exited):
-            said = (
-                "active, but the outbox holds its exit"
-                if row.active
-                else ("ended, but the outbox holds no exit for it")
+        if row.active and iid in exited:
+            return problem(
+                "edited", f"instance {iid} is marked active, but the outbox holds its exit"
             )
-            return problem("edited", f"instance {iid} is marked {said}")
+        if not row.active and iid not in exited:
+            return problem(
+                "edited", f"instance {iid} is marked ended, but the outbox holds no exit"
+            )
         if row.hash != state_hash(iid, row.last_seq, row.state):
             return problem("edited", f"instance {iid}'s row is not the one Carepath wrote")
         if row.state_seq <= seq:
@@ -225,7 +226,9 @@ def snapshots(tables: Tables) -> tuple[ChainProblem | None, str]:
         if pending is None:
             return problem("inserted", f"timer {key} of instance {iid} is in no state")
         if stored != pending:
-            return problem("edited", f"timer {key} of instance {iid} is due {stored}: {pending}")
+            return problem(
+                "edited", f"timer {key} of instance {iid} is due {stored}, its state {pending}"
+            )
     return None, (
         f"{states} instance states and {len(timers)} timers agree with snapshot {number}; "
         f"{len(rows)} instances, each enrolled in the outbox"

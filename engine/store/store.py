@@ -332,33 +332,35 @@ class Store(Reads):
                 "engine's restore notes them)"
             )
         sql, seq = self._sql, self.last_seq
-        rows = []
-        for instance_id, (state, last) in sorted(self._changed.items()):
+        states = sorted(self._changed.items())
+        ids = [instance_id for instance_id, _ in states]
+        rows, hashes = [], []
+        for instance_id, (state, last) in states:
             text = compact_json(state.as_dict())
-            rows.append((state.active, last, text, seq, state_hash(instance_id, last, text),
-                         instance_id))  # fmt: skip
+            hashes.append(state_hash(instance_id, last, text))
+            rows.append((state.active, last, text, seq, hashes[-1], instance_id))
         timers = [
             (instance_id, key, to_text(due))
-            for instance_id, (state, _) in sorted(self._changed.items())
+            for instance_id, (state, _) in states
             for key, due in sorted(state.timers.items())
         ]
         number = self.last_snapshot + 1
         try:
             with self.engine.begin() as conn:
                 digest = StateDigest(self.snapshot_digest.value)
-                for replaced in self._held_hashes(conn, [row[-1] for row in rows]):
+                for replaced in self._held_hashes(conn, ids):
                     digest.remove(replaced)
-                for row in rows:
-                    digest.add(row[4])
-                record = {"number": number, "seq": seq, "instances": len(rows),
-                          "digest": digest.hex()}  # fmt: skip
-                chained = link(self.snapshot_hash, hashed(record, SNAPSHOT_FIELDS))
+                for row_hash in hashes:
+                    digest.add(row_hash)
+                record: dict[str, Any] = {"number": number, "seq": seq, "instances": len(rows)}
+                record["digest"] = digest.hex()
+                prev = self.snapshot_hash
+                chained = link(prev, hashed(record, SNAPSHOT_FIELDS))
                 run = partial(sql.run, conn)
                 run(sql.snapshot_instance, rows)
-                run(sql.cancel_timers, [(row[-1],) for row in rows])
+                run(sql.cancel_timers, [(instance_id,) for instance_id in ids])
                 run(sql.arm_timer, timers)
-                run(sql.snapshot, [(seq, len(rows), number, record["digest"],
-                                    self.snapshot_hash, chained)])  # fmt: skip
+                run(sql.snapshot, [(seq, len(rows), number, record["digest"], prev, chained)])
                 run(sql.heads, [("snapshots", number, chained)])
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"could not write a snapshot: {exc}") from exc
