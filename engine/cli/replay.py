@@ -126,8 +126,10 @@ def verify_command(
         ),
     ] = None,
 ) -> None:
-    """Check the hash chains of the input log and the audit trail. Exit 1 if any record was
-    edited, deleted, inserted or reordered, naming the first.
+    """Check the hash chains (input log, audit trail, pathway versions, outbox, holidays,
+    snapshots, dead letters) and what they vouch for (pathway texts, outbox statuses, instance
+    states and timers, dead letters). Exit 1 if anything was edited, deleted, inserted or
+    reordered, naming the first thing in each chain.
 
     Each chain's head (its last record and hash) is printed: keep it outside the database and
     pass it back with --anchor to prove that history up to it was not rewritten wholesale."""
@@ -150,10 +152,7 @@ def verify_command(
         typer.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
         for report in reports:
-            if report.problem:
-                typer.echo(f"BROKEN {report.problem.render()}")
-            else:
-                typer.echo(f"ok {report.chain}: {report.records} records, chain intact")
+            typer.echo(report.render())
         for report in reports:
             if report.head and not report.problem:
                 typer.echo(f"head {report.chain} {report.head.record} {report.head.hash}")

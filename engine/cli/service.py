@@ -100,13 +100,20 @@ def _store(db: str) -> Any:
 @deadletter_app.command("list")
 def deadletter_list(
     db: Annotated[str, typer.Option("--db", help="the store (SQLAlchemy URL)")],
-    every: Annotated[bool, typer.Option("--all", help="include retried ones")] = False,
+    every: Annotated[bool, typer.Option("--all", help="include accepted ones")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List refused payloads held for review (id, when, source, reason)."""
-    letters = _store(db).dead_letters(None if every else "held")
+    """List refused payloads held for review (id, when, source, status, reason).
+
+    --json adds each payload: as text, or, when it is not UTF-8 text, `payload` null and
+    `payload_base64` its bytes exactly as received."""
+    store = _store(db)
+    try:
+        letters = store.dead_letters(None if every else "held")
+    finally:
+        store.close()
     if as_json:
-        typer.echo(json.dumps(letters, indent=2))
+        typer.echo(json.dumps([_letter_json(letter) for letter in letters], indent=2))
         return
     for letter in letters:
         typer.echo(
@@ -114,6 +121,22 @@ def deadletter_list(
             f"{letter['status']}\t{letter['reason']}"
         )
     typer.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+def _letter_json(letter: dict[str, Any]) -> dict[str, Any]:
+    import base64
+
+    payload = letter["payload"]
+    if isinstance(payload, bytes):
+        return {**letter, "payload": None, "payload_base64": base64.b64encode(payload).decode()}
+    return letter
+
+
+def _not_text(raw: bytes, exc: UnicodeDecodeError) -> str:
+    return (
+        f"the payload is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+        "retry with a corrected one (--payload)"
+    )
 
 
 @deadletter_app.command("retry")
@@ -127,7 +150,8 @@ def deadletter_retry(
     timezone: Annotated[str, typer.Option("--timezone")] = "UTC",
 ) -> None:
     """Re-submit a held payload (optionally corrected) while the service is STOPPED (the
-    service is the store's only writer). Exit 1 if it is refused again."""
+    service is the store's only writer). Exit 1 if it is refused again (a payload that is
+    not UTF-8 text is: give a corrected one with --payload)."""
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
@@ -136,26 +160,50 @@ def deadletter_retry(
     from engine.runtime.durable import DurableEngine, open_registry
     from engine.service.inbound import parse_payload
 
+    if payload is not None:
+        try:
+            raw = payload.read_bytes()
+            corrected = raw.decode("utf-8")
+        except OSError as exc:
+            typer.echo(f"carepath deadletter retry: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except UnicodeDecodeError as exc:
+            typer.echo(f"carepath deadletter retry: {payload}: {_not_text(raw, exc)}", err=True)
+            raise typer.Exit(2) from None
     store = _store(db)
-    letter = next((x for x in store.dead_letters(None) if x["id"] == letter_id), None)
-    if letter is None:
-        typer.echo(f"carepath deadletter retry: no dead letter {letter_id}", err=True)
-        raise typer.Exit(2)
-    text = payload.read_text(encoding="utf-8") if payload else letter["payload"]
     try:
-        events = parse_payload(letter["source"], text, ZoneInfo(timezone))
-    except InputError as exc:
-        store.set_dead_letter_status(letter_id, "held", f"retried and refused again: {exc}")
-        typer.echo(f"refused again: {exc}", err=True)
-        raise typer.Exit(1) from None
-    loaded, problems = check_paths([pathways])
-    if problems:
-        for problem in problems:
-            typer.echo(problem.render(), err=True)
-        raise typer.Exit(2)
-    now = datetime.now(UTC)
-    engine = DurableEngine(store, open_registry(store, loaded, now))
-    engine.submit_many(events, received_at=now)
-    store.set_dead_letter_status(letter_id, "accepted")
-    engine.close()
+        letter = next((x for x in store.dead_letters(None) if x["id"] == letter_id), None)
+        if letter is None:
+            typer.echo(f"carepath deadletter retry: no dead letter {letter_id}", err=True)
+            raise typer.Exit(2)
+        now = datetime.now(UTC)
+        kept = letter["payload"]
+        try:
+            if payload is not None:
+                text = corrected
+            elif isinstance(kept, bytes):
+                try:
+                    text = kept.decode("utf-8")  # bytes kept for a NUL: text all the same
+                except UnicodeDecodeError as exc:
+                    raise InputError(_not_text(kept, exc)) from None
+            else:
+                text = kept
+            events = parse_payload(letter["source"], text, ZoneInfo(timezone))
+        except InputError as exc:
+            store.set_dead_letter_status(
+                letter_id, "held", f"retried and refused again: {exc}", now
+            )
+            typer.echo(f"refused again: {exc}", err=True)
+            raise typer.Exit(1) from None
+        loaded, problems = check_paths([pathways])
+        if problems:
+            for problem in problems:
+                typer.echo(problem.render(), err=True)
+            raise typer.Exit(2)
+        engine = DurableEngine(store, open_registry(store, loaded, now))
+        engine.submit_many(events, received_at=now)
+        store.set_dead_letter_status(letter_id, "accepted", None, now)
+        engine.close()
+    finally:
+        store.close()
     typer.echo(f"dead letter {letter_id}: {len(events)} event(s) accepted")

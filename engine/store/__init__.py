@@ -1,8 +1,10 @@
 """The store: the input log, pathway versions, instances, timers, outbox and audit trail.
 
 Modules: `store` (the writer: group commits and snapshots), `reads` (queries), `rows` (what a
-group of decided inputs becomes), `statements` (its SQL), `outbox`, `connect` (engine and
-writer lock), `chain` (hash chains) and `verify` (their check), `schema` and `migrate`."""
+group of decided inputs becomes), `statements` (its SQL), `outbox`, `letters` (dead letters),
+`connect` (engine and writer lock), `chain` (hash chains), `heads` (their heads), `verify`
+(their check), `crosscheck` (what they vouch for) and `report` (what the check says), `schema`
+and `migrate`."""
 
 from engine.store.connect import create_engine, default_url
 from engine.store.outbox import Outbox, OutboxItem, Outcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -14,7 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from engine.core import InstanceState
+from engine.errors import StoreError
 from engine.store import schema as t
+from engine.store.chain import SNAPSHOT_FIELDS, StateDigest, hashed, link, state_hash
+from engine.store.letters import payload_of
 from engine.store.rows import action_order
 
 
@@ -35,16 +38,63 @@ class Reads:
     def instances(self) -> Iterator[InstanceState]:
         """The instance states of the latest snapshot (oldest change first): what a restart
         starts from, before it re-decides the inputs after `snapshot_seq`. Instances created
-        since are left out (those inputs create them again)."""
+        since are left out (those inputs create them again).
+
+        Checked before they are trusted: the snapshot's record must be its chain's head, with
+        its own hash, and the states read must have the digest it recorded. If not, StoreError
+        (after the last state, before the iteration ends: a caller that uses the states only
+        once it has them all, as a restart does, never acts on them). Read by the store's
+        writer, or by anyone while nobody writes: a snapshot taken meanwhile by another process
+        would be reported as a mismatch."""
         c = t.instances.c
+        digest = StateDigest()
         with self.engine.connect() as conn:
+            expected, number = self._snapshot_digest(conn)
             rows = conn.execute(
-                sa.select(c.state)
+                sa.select(c.instance_id, c.last_seq, c.state)
                 .where(c.state_seq <= self.snapshot_seq)
                 .order_by(c.last_seq, c.enrolled_at, c.instance_id)
             )
             for row in rows:
+                digest.add(state_hash(row.instance_id, row.last_seq, row.state))
                 yield InstanceState.from_dict(json.loads(row.state))
+        if digest.value != expected.value:
+            raise StoreError(
+                f"the instance states of snapshot {number} (as of input {self.snapshot_seq}) "
+                "are not the ones it recorded (their digest differs): the instances table was "
+                "changed outside Carepath. The engine does not start on them; `carepath audit "
+                "verify` names what changed"
+            )
+
+    def _snapshot_digest(self, conn: sa.Connection) -> tuple[StateDigest, int]:
+        """The digest the latest snapshot recorded (none: the digest of no states), and its
+        number; StoreError unless its record is intact and the head of its chain."""
+        if not self.snapshot_seq:
+            return StateDigest(), 0
+        row = conn.execute(sa.select(t.snapshots).where(t.snapshots.c.seq == self.snapshot_seq))
+        record = row.first()
+        head = conn.execute(
+            sa.select(t.chain_heads.c.last, t.chain_heads.c.hash).where(
+                t.chain_heads.c.chain == "snapshots"
+            )
+        ).first()
+        problem = None
+        if record is None:
+            problem = "is gone"
+        elif record.digest is None:
+            problem = "has no digest of its states"
+        elif link(record.prev_hash, hashed(dict(record._mapping), SNAPSHOT_FIELDS)) != record.hash:
+            problem = "was edited after it was written"
+        elif head is None or (int(head.last), head.hash) != (int(record.number), record.hash):
+            problem = "is not the last snapshot its chain records"
+        if problem is not None:
+            raise StoreError(
+                f"the latest snapshot (as of input {self.snapshot_seq}) {problem}: the store "
+                "was changed outside Carepath. The engine does not start on it; `carepath "
+                "audit verify` names what changed"
+            )
+        assert record is not None
+        return StateDigest.of(record.digest), int(record.number)
 
     def inputs_after(self, seq: int) -> Iterator[sa.Row[Any]]:
         """The input log after `seq`, in order."""
@@ -56,10 +106,10 @@ class Reads:
     def calendar(self) -> Calendar:
         """The holiday lists recorded, each with the input it applies from."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.holidays).order_by(t.holidays.c.from_seq)).all()
-        return Calendar(
-            [int(r.from_seq) for r in rows],
-            [frozenset(date.fromisoformat(d) for d in json.loads(r.dates)) for r in rows],
+            rows = conn.execute(sa.select(t.holidays).order_by(t.holidays.c.number)).all()
+        return Calendar.of(
+            (int(r.from_seq), frozenset(date.fromisoformat(d) for d in json.loads(r.dates)))
+            for r in rows
         )
 
     def action_texts_after(self, seq: int) -> dict[int, list[str]]:
@@ -144,11 +194,20 @@ class Reads:
         return records
 
     def dead_letters(self, status: str | None = "held") -> list[dict[str, Any]]:
+        """The dead letters (with `status`; None: all), oldest first: id, received_at, source,
+        reason, status, and the payload as it came in (text, or bytes that are not UTF-8
+        text)."""
         query = sa.select(t.dead_letters).order_by(t.dead_letters.c.id)
         if status is not None:
             query = query.where(t.dead_letters.c.status == status)
         with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            letters = []
+            for row in conn.execute(query):
+                letter = dict(row._mapping)
+                letter["payload"] = payload_of(letter)
+                del letter["payload_bytes"]
+                letters.append(letter)
+            return letters
 
     def instances_of(self, patient_id: str) -> list[InstanceState]:
         """A patient's instances, each as of its latest snapshot (or its creation): the running
@@ -213,6 +272,22 @@ class Calendar:
 
     starts: list[int]
     lists: list[frozenset[date]]
+
+    @classmethod
+    def of(cls, recorded: Iterable[tuple[int, frozenset[date]]]) -> Calendar:
+        """From the lists in the order they were recorded, each with the input it applies
+        from: a later list for the same input replaces the earlier one (it was changed again
+        before any input was decided), and a list equal to the one before it is no change."""
+        starts: list[int] = []
+        lists: list[frozenset[date]] = []
+        for start, dates in recorded:
+            while starts and starts[-1] >= start:
+                starts.pop()
+                lists.pop()
+            if (lists[-1] if lists else frozenset()) != dates:
+                starts.append(start)
+                lists.append(dates)
+        return cls(starts, lists)
 
     def at(self, seq: int) -> frozenset[date]:
         index = bisect_right(self.starts, seq) - 1

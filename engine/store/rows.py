@@ -85,7 +85,8 @@ class Prepared:
     """A batch's rows, as tuples in the column order of `Statements`, ready to commit."""
 
     size: int
-    heads: tuple[int, str, int, str]  # (seq, input hash, audit id, audit hash) once committed
+    #: (seq, input hash, audit id, audit hash, action number, outbox hash) once committed
+    heads: tuple[int, str, int, str, int, str]
     inputs: list[tuple[Any, ...]]
     audit: list[tuple[Any, ...]]
     outbox: list[tuple[Any, ...]]

@@ -10,8 +10,28 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from engine.store import schema as t
-from engine.store.chain import AUDIT_FIELDS, INPUT_FIELDS
+from engine.store.chain import AUDIT_FIELDS, INPUT_FIELDS, OUTBOX_FIELDS
 from engine.store.rows import compact_json
+
+#: The columns of an outbox row as `rows.outbox_row` gives them, then its place in the chain.
+OUTBOX_COLUMNS = (
+    "action_id",
+    "seq",
+    "instance_id",
+    "patient_id",
+    "pathway_key",
+    "action",
+    "payload",
+    "status",
+    "attempts",
+    "number",
+)
+_HASHED = tuple(OUTBOX_COLUMNS.index(name) for name in OUTBOX_FIELDS)
+
+
+def outbox_fields(values: Sequence[Any]) -> dict[str, Any]:
+    """The fields of the outbox row `values` (in OUTBOX_COLUMNS order) its chain hash covers."""
+    return {name: values[i] for name, i in zip(OUTBOX_FIELDS, _HASHED, strict=True)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,20 +116,7 @@ class Statements:
             columnar=columnar,
             inputs=insert(t.inputs, [*INPUT_FIELDS, "prev_hash", "hash"]),
             audit=insert(t.audit, [*AUDIT_FIELDS, "prev_hash", "hash"]),
-            outbox=insert(
-                t.outbox,
-                [
-                    "action_id",
-                    "seq",
-                    "instance_id",
-                    "patient_id",
-                    "pathway_key",
-                    "action",
-                    "payload",
-                    "status",
-                    "attempts",
-                ],
-            ),
+            outbox=insert(t.outbox, [*OUTBOX_COLUMNS, "prev_hash", "hash"]),
             instances=insert(
                 t.instances,
                 [
@@ -122,16 +129,21 @@ class Statements:
                     "last_seq",
                     "state",
                     "state_seq",
+                    "hash",
                 ],
             ),
-            status=update(t.instances, ["active", "last_seq"], "instance_id"),
+            # an instance ended since the latest snapshot: its row says so at once; its state
+            # (and `last_seq`, the input that last changed that state) wait for the next one
+            status=update(t.instances, ["active"], "instance_id"),
             snapshot_instance=update(
-                t.instances, ["active", "last_seq", "state", "state_seq"], "instance_id"
+                t.instances, ["active", "last_seq", "state", "state_seq", "hash"], "instance_id"
             ),
             # a snapshot replaces the timers of each instance it writes
             cancel_timers=delete(t.timers, "instance_id"),
             arm_timer=insert(t.timers, ["instance_id", "key", "due_utc"]),
-            snapshot=insert(t.snapshots, ["seq", "instances"]),
+            snapshot=insert(
+                t.snapshots, ["seq", "instances", "number", "digest", "prev_hash", "hash"]
+            ),
             heads=insert(
                 t.chain_heads,
                 ["chain", "last", "hash"],

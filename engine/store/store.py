@@ -3,8 +3,9 @@
 One writer appends to it. `write(batch)` commits a group of decided inputs in ONE transaction:
 for each input its log record, its outbox actions and its audit records, and a row for each
 instance it created (or whose status it changed), all or nothing (group commit: several inputs
-per transaction, never part of one). The hash chains continue across batches; `verify()` walks
-them.
+per transaction, never part of one). The hash chains (engine.store.chain) continue across
+batches, from heads held in memory, hashed as the rows are built and written by the same
+statements; `audit verify` (engine.store.verify) walks them.
 
 Instance states and pending timers are written by `snapshot()`, every so many inputs and when
 the writer stops, not with every input: rewriting an instance's state (a kilobyte or two of
@@ -17,7 +18,7 @@ and re-decides the inputs after it (engine.runtime.durable).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
@@ -27,13 +28,26 @@ from sqlalchemy import Connection, Engine
 from engine.core import InstanceState
 from engine.definition.model import Pathway
 from engine.errors import StoreError
+from engine.store import letters
 from engine.store import schema as t
-from engine.store.chain import AUDIT_FIELDS, GENESIS, INPUT_FIELDS, hashed, link
+from engine.store.chain import (
+    AUDIT_FIELDS,
+    GENESIS,
+    HOLIDAY_FIELDS,
+    INPUT_FIELDS,
+    PATHWAY_FIELDS,
+    SNAPSHOT_FIELDS,
+    StateDigest,
+    hashed,
+    link,
+    state_hash,
+)
 from engine.store.connect import WriterLock, create_engine
+from engine.store.heads import Appender, read_head
 from engine.store.migrate import upgrade
 from engine.store.reads import Reads
 from engine.store.rows import Prepared, Recorded, audit_row, compact_json, outbox_row, sorted_json
-from engine.store.statements import Statements
+from engine.store.statements import Statements, outbox_fields
 from engine.store.times import to_text
 
 
@@ -53,9 +67,16 @@ class Store(Reads):
         with self.engine.connect() as conn:
             self.last_seq, self.input_hash = _tail(conn, t.inputs, t.inputs.c.seq)
             self.last_audit, self.audit_hash = _tail(conn, t.audit, t.audit.c.id)
-            self.snapshot_seq = int(
-                conn.execute(sa.select(sa.func.max(t.snapshots.c.seq))).scalar() or 0
-            )
+            self.last_action, self.outbox_hash = read_head(conn, "outbox", t.outbox)
+            self.last_snapshot, self.snapshot_hash = read_head(conn, "snapshots", t.snapshots)
+            latest = conn.execute(
+                sa.select(t.snapshots.c.seq, t.snapshots.c.digest)
+                .order_by(t.snapshots.c.seq.desc())
+                .limit(1)
+            ).first()
+            self.snapshot_seq = int(latest.seq) if latest else 0
+            #: the digest of the states the latest snapshot holds (chain.StateDigest)
+            self.snapshot_digest = StateDigest.of(latest.digest if latest else None)
         # Whether every change since the latest snapshot is noted (so a snapshot may be taken):
         # so when nothing was recorded after it; otherwise once a restore has noted them.
         self._complete = self.last_seq == self.snapshot_seq
@@ -105,7 +126,17 @@ class Store(Reads):
     def save_pathways(self, pathways: Iterable[Pathway], now: datetime) -> None:
         """Record each pathway version; refuse a changed file under an existing version."""
         with self.engine.begin() as conn:
-            known = {row.key: row for row in conn.execute(sa.select(t.pathway_versions))}
+            chain = Appender.lock(conn, "pathways", t.pathway_versions, PATHWAY_FIELDS)
+            known: dict[str, Any] = {
+                row.key: row
+                for row in conn.execute(
+                    sa.select(
+                        t.pathway_versions.c.key,
+                        t.pathway_versions.c.source_hash,
+                        t.pathway_versions.c.file,
+                    )
+                )
+            }
             for p in pathways:
                 row = known.get(p.key)
                 if row is not None:
@@ -115,34 +146,35 @@ class Store(Reads):
                             f"store (from {row.file}): give the changed pathway a new version"
                         )
                     continue
-                conn.execute(
-                    t.pathway_versions.insert().values(
-                        key=p.key,
-                        pathway_id=p.id,
-                        version=p.version,
-                        source_hash=p.source_hash,
-                        source_text=p.source_text,
-                        file=p.file,
-                        loaded_at=to_text(now),
-                    )
+                known[p.key] = chain.append(
+                    {
+                        "key": p.key,
+                        "pathway_id": p.id,
+                        "version": p.version,
+                        "source_hash": p.source_hash,
+                        "source_text": p.source_text,
+                        "file": p.file,
+                        "loaded_at": to_text(now),
+                    }
                 )
+            chain.close()
 
     def record_holidays(self, holidays: Collection[date]) -> None:
         """The writer decides the inputs after the last one with `holidays`: recorded when they
-        differ from the list in effect."""
+        differ from the list in effect (a list changed again before any input was decided is a
+        second row for the same input, which wins: the chain is only appended to)."""
         calendar, current, start = self.calendar(), frozenset(holidays), self.last_seq + 1
         if calendar.at(start) == current:
             return
         with self.engine.begin() as conn:
-            # a list recorded for the same next input (changed again before any input) goes
-            conn.execute(t.holidays.delete().where(t.holidays.c.from_seq == start))
-            if calendar.at(start - 1) != current:
-                conn.execute(
-                    t.holidays.insert().values(
-                        from_seq=start,
-                        dates=compact_json(sorted(d.isoformat() for d in current)),
-                    )
-                )
+            chain = Appender.lock(conn, "holidays", t.holidays, HOLIDAY_FIELDS)
+            chain.append(
+                {
+                    "from_seq": start,
+                    "dates": compact_json(sorted(d.isoformat() for d in current)),
+                }
+            )
+            chain.close()
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -161,6 +193,7 @@ class Store(Reads):
             self.last_audit,
             self.audit_hash,
         )
+        action_number, outbox_hash = self.last_action, self.outbox_hash
         input_rows: list[tuple[Any, ...]] = []
         audit_rows: list[tuple[Any, ...]] = []
         outbox_rows: list[tuple[Any, ...]] = []
@@ -193,7 +226,11 @@ class Store(Reads):
                 audit_hash = link(audit_hash, fields)
                 audit_rows.append((*fields.values(), prev, audit_hash))
             for action in rec.decision.actions:
-                outbox_rows.append(outbox_row(seq, action))
+                action_number += 1
+                values = (*outbox_row(seq, action), action_number)
+                prev = outbox_hash
+                outbox_hash = link(outbox_hash, outbox_fields(values))
+                outbox_rows.append((*values, prev, outbox_hash))
             for state in rec.changed:
                 states[state.instance_id] = (state, seq)
         # A row for each new instance (so that it can be looked up by id or patient at once)
@@ -204,6 +241,7 @@ class Store(Reads):
         for state, last in states.values():
             active = self._rows.get(state.instance_id)
             if active is None:
+                text = compact_json(state.as_dict())
                 created.append(
                     (
                         state.instance_id,
@@ -213,15 +251,16 @@ class Store(Reads):
                         state.active,
                         to_text(state.enrolled_at),
                         last,
-                        compact_json(state.as_dict()),
+                        text,
                         last,
+                        state_hash(state.instance_id, last, text),
                     )
                 )
             elif active != state.active:
-                statuses.append((state.active, last, state.instance_id))
+                statuses.append((state.active, state.instance_id))
         return Prepared(
             size=len(batch),
-            heads=(seq, input_hash, audit_id, audit_hash),
+            heads=(seq, input_hash, audit_id, audit_hash, action_number, outbox_hash),
             inputs=input_rows,
             audit=audit_rows,
             outbox=outbox_rows,
@@ -233,7 +272,10 @@ class Store(Reads):
     def _commit(self, prepared: Prepared) -> None:
         """Write a prepared batch in one transaction (or none of it); then move the heads."""
         sql = self._sql
-        seq, input_hash, audit_id, audit_hash = prepared.heads
+        seq, input_hash, audit_id, audit_hash, action_number, outbox_hash = prepared.heads
+        heads = [("inputs", seq, input_hash), ("audit", audit_id, audit_hash)]
+        if action_number != self.last_action:
+            heads.append(("outbox", action_number, outbox_hash))
         try:
             with self.engine.begin() as conn:
                 # Precompiled statements through the driver's executemany: the rows are built
@@ -245,14 +287,12 @@ class Store(Reads):
                 run(sql.outbox, prepared.outbox)
                 run(sql.instances, prepared.instances)
                 run(sql.status, prepared.statuses)
-                run(
-                    sql.heads,
-                    [("inputs", seq, input_hash), ("audit", audit_id, audit_hash)],
-                )
+                run(sql.heads, heads)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"could not commit {prepared.size} input(s): {exc}") from exc
         self.last_seq, self.input_hash = seq, input_hash
         self.last_audit, self.audit_hash = audit_id, audit_hash
+        self.last_action, self.outbox_hash = action_number, outbox_hash
         self.changed(prepared.changed)
 
     def changed(self, states: Mapping[str, tuple[InstanceState, int]]) -> None:
@@ -278,7 +318,10 @@ class Store(Reads):
         snapshot, as of the last committed input, in one transaction; returns how many.
 
         The rows are written in instance id order, each page of the instances table once,
-        where writing them with every commit wrote a page (and a timer's) per event."""
+        where writing them with every commit wrote a page (and a timer's) per event. The
+        snapshot's record in its chain carries the digest of every state it holds (those it
+        writes and those earlier ones wrote): the latest one's, less the hashes of the rows it
+        replaces (read back here, one query per 500), plus the new rows' hashes."""
         if self.snapshot_seq == self.last_seq:
             return 0
         if not self._complete:
@@ -290,58 +333,85 @@ class Store(Reads):
             )
         sql, seq = self._sql, self.last_seq
         states = sorted(self._changed.items())
-        rows = [
-            (state.active, last, compact_json(state.as_dict()), seq, instance_id)
-            for instance_id, (state, last) in states
-        ]
+        ids = [instance_id for instance_id, _ in states]
+        rows, hashes = [], []
+        for instance_id, (state, last) in states:
+            text = compact_json(state.as_dict())
+            hashes.append(state_hash(instance_id, last, text))
+            rows.append((state.active, last, text, seq, hashes[-1], instance_id))
         timers = [
             (instance_id, key, to_text(due))
             for instance_id, (state, _) in states
             for key, due in sorted(state.timers.items())
         ]
+        number = self.last_snapshot + 1
         try:
             with self.engine.begin() as conn:
+                digest = StateDigest(self.snapshot_digest.value)
+                for replaced in self._held_hashes(conn, ids):
+                    digest.remove(replaced)
+                for row_hash in hashes:
+                    digest.add(row_hash)
+                record: dict[str, Any] = {"number": number, "seq": seq, "instances": len(rows)}
+                record["digest"] = digest.hex()
+                prev = self.snapshot_hash
+                chained = link(prev, hashed(record, SNAPSHOT_FIELDS))
                 run = partial(sql.run, conn)
                 run(sql.snapshot_instance, rows)
-                run(sql.cancel_timers, [(instance_id,) for instance_id, _ in states])
+                run(sql.cancel_timers, [(instance_id,) for instance_id in ids])
                 run(sql.arm_timer, timers)
-                run(sql.snapshot, [(seq, len(rows))])
+                run(sql.snapshot, [(seq, len(rows), number, record["digest"], prev, chained)])
+                run(sql.heads, [("snapshots", number, chained)])
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"could not write a snapshot: {exc}") from exc
         self.snapshot_seq = seq
+        self.last_snapshot, self.snapshot_hash, self.snapshot_digest = number, chained, digest
         self._changed = {}
         return len(rows)
+
+    def _held_hashes(self, conn: Connection, instance_ids: Sequence[str]) -> list[str]:
+        """The hashes of the rows among `instance_ids` the latest snapshot holds."""
+        c = t.instances.c
+        found: list[str] = []
+        for start in range(0, len(instance_ids), 500):
+            found.extend(
+                conn.execute(
+                    sa.select(c.hash).where(
+                        c.instance_id.in_(instance_ids[start : start + 500]),
+                        c.state_seq <= self.snapshot_seq,
+                        c.hash.is_not(None),
+                    )
+                ).scalars()
+            )
+        return found
 
     # -- dead letters: inbound payloads that could not be accepted ----------------------------
 
     def dead_letter(self, source: str, reason: str, payload: bytes | str, now: datetime) -> int:
-        """Keep a refused payload, with why, for review and re-submission. Returns its id."""
-        if isinstance(payload, bytes):  # MERGE: the audit work keeps bytes exactly
-            payload = payload.decode("utf-8", "backslashreplace")
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                t.dead_letters.insert().values(
-                    received_at=to_text(now),
-                    source=source,
-                    reason=reason,
-                    payload=payload,
-                    status="held",
-                )
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+        """Keep a refused payload exactly as received (its bytes, when they are not UTF-8
+        text), with why, for review and re-submission. Returns its id. Safe from any thread
+        or process beside the writer (engine.store.letters)."""
+        try:
+            with self.engine.begin() as conn:
+                return letters.keep(conn, source, reason, payload, now)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"could not keep a dead letter: {exc}") from exc
 
     def set_dead_letter_status(
-        self, letter_id: int, status: str, reason: str | None = None
+        self,
+        letter_id: int,
+        status: str,
+        reason: str | None = None,
+        now: datetime | None = None,
     ) -> None:
-        values: dict[str, Any] = {"status": status}
-        if reason is not None:
-            values["reason"] = reason
-        with self.engine.begin() as conn:
-            conn.execute(
-                t.dead_letters.update().where(t.dead_letters.c.id == letter_id).values(**values)
-            )
+        """Mark a dead letter `status` (held, accepted), with a new `reason` if given, and log
+        the change. `now`: when (default: the wall clock)."""
+        when = now if now is not None else datetime.now(UTC)
+        try:
+            with self.engine.begin() as conn:
+                letters.change(conn, letter_id, status, reason, when)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"could not change dead letter {letter_id}: {exc}") from exc
 
 
 def _tail(conn: Connection, table: sa.Table, order: sa.Column[Any]) -> tuple[int, str]:

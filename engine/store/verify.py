@@ -1,95 +1,108 @@
-"""`carepath audit verify`: walk the hash chains and name the first record that was edited,
-deleted, inserted or reordered."""
+"""`carepath audit verify`: walk every hash chain and name the first record that was edited,
+deleted, inserted or reordered; then check what the chains vouch for (engine.store.crosscheck):
+each pathway text against its hash, each outbox status against the outcomes in the input log,
+the instance states and timers against the latest snapshot's digest, each dead letter against
+its log.
+
+    inputs, audit         the input log and the decisions (the chains alone)
+    pathways              + every text against its hash; every version named is there
+    outbox                + every status against the outcomes the input log records
+    holidays              (the chain alone)
+    snapshots             + the instances and timers tables against the latest snapshot
+    dead_letters          + every dead letter against its latest log entry
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from engine.store import crosscheck
 from engine.store import schema as t
-from engine.store.chain import AUDIT_FIELDS, GENESIS, INPUT_FIELDS, hashed, link
+from engine.store.chain import (
+    AUDIT_FIELDS,
+    GENESIS,
+    HOLIDAY_FIELDS,
+    INPUT_FIELDS,
+    LETTER_FIELDS,
+    OUTBOX_FIELDS,
+    PATHWAY_FIELDS,
+    SNAPSHOT_FIELDS,
+    hashed,
+    link,
+)
+from engine.store.report import (
+    Anchor,
+    ChainProblem,
+    ChainReport,
+    anchors_from_reports,
+    iter_problems,
+)
 from engine.store.store import Store
 
+__all__ = [
+    "Anchor",
+    "ChainProblem",
+    "ChainReport",
+    "anchors_from_reports",
+    "iter_problems",
+    "verify",
+]
 
-@dataclass(frozen=True, slots=True)
-class ChainProblem:
-    chain: str  # inputs | audit
-    record: int  # seq (inputs) or id (audit)
-    kind: str  # edited | deleted | inserted | reordered | truncated
-    message: str
-
-    def render(self) -> str:
-        return f"{self.chain} record {self.record}: {self.kind}: {self.message}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "chain": self.chain,
-            "record": self.record,
-            "kind": self.kind,
-            "message": self.message,
-        }
+Check = Callable[[crosscheck.Tables], tuple[ChainProblem | None, str]]
 
 
 @dataclass(frozen=True, slots=True)
-class Anchor:
-    """A chain's head as seen by an earlier `audit verify`, kept outside the database (a ticket,
-    a signed e-mail, a WORM bucket). The chain cannot prove on its own that it was not rewritten
-    from the start by someone able to recompute every hash; a head kept elsewhere can."""
-
-    chain: str
-    record: int
-    hash: str
+class Chain:
+    name: str
+    table: sa.Table
+    ident: str  # the column numbering its records 1, 2, 3...
+    fields: tuple[str, ...]
+    check: Check | None = None  # what else it vouches for
 
 
-@dataclass(frozen=True, slots=True)
-class ChainReport:
-    chain: str
-    records: int
-    problem: ChainProblem | None
-    head: Anchor | None = None  # the last record as it is now (None for an empty chain)
-
-    def as_dict(self) -> dict[str, Any]:
-        head = {"record": self.head.record, "hash": self.head.hash} if self.head else None
-        problem = self.problem.as_dict() if self.problem else None
-        return {"chain": self.chain, "records": self.records, "problem": problem, "head": head}
-
-
-def anchors_from_reports(reports: Any) -> list[Anchor]:
-    """Anchors from the output of an earlier `audit verify --json`; ValueError for anything
-    else."""
-    if not isinstance(reports, list) or not all(isinstance(r, dict) for r in reports):
-        raise ValueError("expected a list of chain reports")
-    return [
-        Anchor(r["chain"], int(r["head"]["record"]), str(r["head"]["hash"]))
-        for r in reports
-        if r.get("head")
-    ]
+CHAINS = (
+    Chain("inputs", t.inputs, "seq", INPUT_FIELDS),
+    Chain("audit", t.audit, "id", AUDIT_FIELDS),
+    Chain("pathways", t.pathway_versions, "number", PATHWAY_FIELDS, crosscheck.pathways),
+    Chain("outbox", t.outbox, "number", OUTBOX_FIELDS, crosscheck.outbox),
+    Chain("holidays", t.holidays, "number", HOLIDAY_FIELDS),
+    Chain("snapshots", t.snapshots, "number", SNAPSHOT_FIELDS, crosscheck.snapshots),
+    Chain("dead_letters", t.dead_letter_log, "number", LETTER_FIELDS, crosscheck.dead_letters),
+)
 
 
 def verify(store: Store, anchors: Sequence[Anchor] = ()) -> list[ChainReport]:
-    """Walk both chains; with `anchors`, also check that each anchored record is still there with
-    the hash it had (history up to an anchor cannot be rewritten, even consistently)."""
+    """Walk every chain and check what it vouches for; with `anchors`, also check that each
+    anchored record is still there with the hash it had (history up to an anchor cannot be
+    rewritten, even consistently). One report per chain, in the order of CHAINS."""
     pinned = {a.chain: a for a in anchors}
     with store.engine.connect() as conn:
         heads = {r.chain: (r.last, r.hash) for r in conn.execute(sa.select(t.chain_heads))}
-        out = []
-        for name, table, key, fields in (
-            ("inputs", t.inputs, t.inputs.c.seq, INPUT_FIELDS),
-            ("audit", t.audit, t.audit.c.id, AUDIT_FIELDS),
-        ):
-            rows = list(conn.execute(sa.select(table).order_by(key)))
-            ident = "seq" if name == "inputs" else "id"
-            head = heads.get(name)
-            problem = (
-                _walk(name, ident, rows, fields, head[0] if head else None)
-                or _check_head(name, ident, rows, head)
-                or _check_anchor(name, ident, rows, pinned.get(name))
+        chained = {
+            chain.name: list(
+                conn.execute(sa.select(chain.table).order_by(chain.table.c[chain.ident]))
             )
-            now = Anchor(name, getattr(rows[-1], ident), rows[-1].hash) if rows else None
-            out.append(ChainReport(name, len(rows), problem, now))
+            for chain in CHAINS
+        }
+        tables = crosscheck.Tables.read(conn, chained)
+    out = []
+    for chain in CHAINS:
+        name, ident, rows = chain.name, chain.ident, chained[chain.name]
+        head = heads.get(name)
+        problem = (
+            _walk(name, ident, rows, chain.fields, head[0] if head else None)
+            or _check_head(name, ident, rows, head)
+            or _check_anchor(name, ident, rows, pinned.get(name))
+        )
+        checked = ""
+        if problem is None and chain.check is not None:
+            problem, checked = chain.check(tables)
+        now = Anchor(name, getattr(rows[-1], ident), rows[-1].hash) if rows else None
+        out.append(ChainReport(name, len(rows), problem, now, checked))
     return out
 
 
@@ -181,13 +194,24 @@ def _check_head(
             return ChainProblem(
                 chain, seen, "inserted", f"records were appended after {last} outside the engine"
             )
+        if seen == last:
+            return ChainProblem(
+                chain,
+                last,
+                "edited",
+                f"record {last}, the last, does not have the hash the chain's recorded head "
+                "holds for it: the record and its hash, or the head, were rewritten",
+            )
         return ChainProblem(
             chain, last, "deleted", f"the chain ends at {seen} but record {last} was written last"
         )
+    seen = getattr(rows[-1], ident)
+    if seen != last:
+        return ChainProblem(
+            chain,
+            seen,
+            "edited",
+            f"the chain's recorded head was edited: it says record {last}, with the hash of "
+            f"record {seen}",
+        )
     return None
-
-
-def iter_problems(reports: list[ChainReport]) -> Iterator[ChainProblem]:
-    for report in reports:
-        if report.problem:
-            yield report.problem

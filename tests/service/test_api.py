@@ -187,4 +187,6 @@ def test_audit_verify_reports_intact_chains_and_their_heads(api: tuple[TestClien
     chains = {c["chain"]: c for c in report["chains"]}
     assert chains["inputs"]["records"] == 1 and chains["inputs"]["head"]["record"] == 1
     assert chains["audit"]["records"] >= 1
-    assert all(len(c["head"]["hash"]) == 64 and c["problem"] is None for c in chains.values())
+    assert all(c["problem"] is None for c in chains.values())
+    # every chain that holds records has its head (none yet: holidays, snapshots, dead letters)
+    assert all(len(c["head"]["hash"]) == 64 for c in chains.values() if c["records"])

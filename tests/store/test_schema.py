@@ -23,6 +23,7 @@ TABLES = {
     "alembic_version",
     "audit",
     "chain_heads",
+    "dead_letter_log",
     "dead_letters",
     "holidays",
     "inputs",
@@ -160,7 +161,9 @@ def test_upgrading_from_0001_records_its_instances_as_a_snapshot(store_url: str)
         assert store.snapshot_seq == 3
         with store.engine.connect() as conn:
             assert conn.execute(sa.select(t.instances.c.state_seq)).scalar() == 2
-            assert conn.execute(sa.select(t.snapshots)).all() == [(3, 1)]
+            assert conn.execute(sa.select(t.snapshots.c.seq, t.snapshots.c.instances)).all() == [
+                (3, 1)
+            ]
     finally:
         store.close()
 
@@ -185,3 +188,68 @@ def _now() -> Any:
     from datetime import UTC, datetime
 
     return datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    from engine.store.migrate import alembic_config
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            driver = conn.connection.dbapi_connection
+            if conn.dialect.name == "sqlite" and driver is not None and not driver.in_transaction:
+                conn.exec_driver_sql("BEGIN")
+            command.downgrade(alembic_config(conn), revision)
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_from_0003_chains_what_the_store_holds_and_verifies_intact(
+    lived_in: Store, store_url: str, pathways: list[Any], history: list[Any]
+) -> None:
+    """A store at 0003 (outcomes, dead letters, several snapshots, holidays, an unsnapshotted
+    tail) upgraded by 0004: every chain computed from the rows it holds, verified intact; a
+    restart trusts the snapshot the migration gave a digest, and the chains carry on."""
+    from engine.runtime.durable import DurableEngine, open_registry
+    from engine.store.verify import verify
+    from tests.store.conftest import T0
+
+    lived_in.close()
+    _downgrade(store_url, "0003")
+    bare = sa.create_engine(store_url)
+    try:
+        assert "dead_letter_log" not in sa.inspect(bare).get_table_names()
+        assert "number" not in {c["name"] for c in sa.inspect(bare).get_columns("outbox")}
+        with bare.begin() as conn:  # a letter kept by 0003 (text only)
+            conn.execute(sa.text(
+                "INSERT INTO dead_letters (received_at, source, reason, payload, status) "
+                "VALUES ('2026-03-01T00:00:00.000000+00:00', 'json', 'old', '{x', 'held')"
+            ))  # fmt: skip
+    finally:
+        bare.dispose()
+
+    store = Store.open(store_url)
+    try:
+        assert _version(store) == _head()
+        with store.engine.connect() as conn:  # the schema schema.py describes, as if new
+            assert compare_metadata(MigrationContext.configure(conn), t.metadata) == []
+        reports = verify(store)
+        assert [r.problem for r in reports] == [None] * 7
+        records = {r.chain: r.records for r in reports}
+        assert records["dead_letters"] == 6  # one entry per letter, as it is now
+        assert records["holidays"] == 2 and records["pathways"] == 2
+        assert records["snapshots"] >= 3
+        registry = open_registry(store, pathways, T0)
+        engine = DurableEngine(store, registry)  # re-decides the tail from the latest snapshot
+        engine.submit_many([e.model_copy(update={"id": f"{e.id}-after"}) for e in history[-3:]])
+        store.dead_letter("json", "after 0004", b"\xff", T0)
+        engine.close()
+    finally:
+        store.close()
+    again = Store.open(store_url)
+    try:
+        assert [r.problem for r in verify(again)] == [None] * 7
+    finally:
+        again.close()

@@ -13,6 +13,7 @@ from click.testing import Result
 
 from engine.catalogue import Event
 from engine.core import Registry
+from engine.definition.model import Pathway
 from engine.runtime.durable import DurableEngine
 from engine.store import Store
 from engine.store import schema as t
@@ -22,9 +23,12 @@ K = 3  # the record tampered with in the middle of a chain
 
 
 @pytest.fixture
-def recorded(store_url: str, registry: Registry, history: list[Event]) -> Iterator[Store]:
+def recorded(
+    store_url: str, registry: Registry, pathways: list[Pathway], history: list[Event]
+) -> Iterator[Store]:
     """A store holding the history (two batches), for the test to tamper with."""
     store = Store.open(store_url)
+    store.save_pathways(pathways, history[0].occurred_at)
     engine = DurableEngine(store, registry)
     engine.submit_many(history[:5])
     engine.submit_many(history[5:])
@@ -107,17 +111,30 @@ def test_verify_passes_an_intact_store(
     assert result.exit_code == 0, result.stdout
     inputs, audit = Chain(recorded, "inputs").last(), Chain(recorded, "audit").last()
     heads = {c: Chain(recorded, c).rows()[-1]["hash"] for c in ("inputs", "audit")}
-    assert result.stdout.splitlines() == [
+    lines = result.stdout.splitlines()
+    # the lines of the input log and the audit trail as they always were, the others after
+    assert lines[:2] == [
         f"ok inputs: {inputs} records, chain intact",
         f"ok audit: {audit} records, chain intact",
+    ]
+    assert [line.split(":")[0] for line in lines[2:7]] == [
+        "ok pathways", "ok outbox", "ok holidays", "ok snapshots", "ok dead_letters"
+    ]  # fmt: skip
+    assert lines[7:9] == [
         f"head inputs {inputs} {heads['inputs']}",
         f"head audit {audit} {heads['audit']}",
     ]
+    assert [line.split()[1] for line in lines[9:]] == ["pathways", "outbox"]  # no snapshot yet
     code, reports = verify(cli, store_url)
     assert code == 0
     assert {c: (r["records"], r["problem"]) for c, r in reports.items()} == {
         "inputs": (inputs, None),
         "audit": (audit, None),
+        "pathways": (2, None),
+        "outbox": (len(recorded.actions()), None),
+        "holidays": (0, None),
+        "snapshots": (0, None),
+        "dead_letters": (0, None),
     }
 
 
@@ -208,7 +225,7 @@ def test_an_anchor_kept_elsewhere_catches_a_consistent_rewrite(
     assert saved.exit_code == 0
     anchor = tmp_path / "anchor.json"
     anchor.write_text(saved.stdout, encoding="utf-8")
-    anchored = {r["chain"]: r["head"]["record"] for r in json.loads(saved.stdout)}
+    anchored = {r["chain"]: r["head"]["record"] for r in json.loads(saved.stdout) if r["head"]}
 
     # history goes on after the anchor was taken: still verified
     DurableEngine(recorded, registry).submit_many(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,18 @@ from engine.runtime.durable import DurableEngine
 from engine.runtime.memory import MemoryEngine
 from engine.store import Recorded, Store
 from engine.store import schema as t
-from engine.store.chain import AUDIT_FIELDS, GENESIS, INPUT_FIELDS, hashed, link
+from engine.store.chain import (
+    AUDIT_FIELDS,
+    GENESIS,
+    HOLIDAY_FIELDS,
+    INPUT_FIELDS,
+    LETTER_FIELDS,
+    OUTBOX_FIELDS,
+    PATHWAY_FIELDS,
+    SNAPSHOT_FIELDS,
+    hashed,
+    link,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHWAYS = ROOT / "pathways"
@@ -139,11 +150,13 @@ def test_simulate_db_writes_inputs_instances_timers_outbox_and_audit(
             "chf-post-discharge@1",
             "diabetic-foot-care@1",
         }
-        heads = dump(store, t.chain_heads)["chain_heads"]
-        assert heads == [
-            ("audit", store.last_audit, store.audit_hash),
-            ("inputs", store.last_seq, store.input_hash),
-        ]
+        heads = {c: (n, h) for c, n, h in dump(store, t.chain_heads)["chain_heads"]}
+        assert heads["audit"] == (store.last_audit, store.audit_hash)
+        assert heads["inputs"] == (store.last_seq, store.input_hash)
+        assert heads["outbox"] == (len(printed), store.outbox_hash)
+        assert heads["pathways"][0] == 2
+        assert heads["snapshots"] == (1, store.snapshot_hash)  # simulate's, at the end
+        assert heads["holidays"] == heads["dead_letters"] == (0, GENESIS)
         before = dump(store)
     finally:
         store.close()
@@ -307,7 +320,7 @@ def _assert_chained(rows: list[Any], fields: tuple[str, ...], key: str) -> None:
 
 
 def test_hash_chains_start_at_genesis_and_link_each_record_to_the_previous(
-    store_url: str, registry: Registry, history: list[Event]
+    store_url: str, registry: Registry, pathways: list[Pathway], history: list[Event]
 ) -> None:
     store = Store.open(store_url)
     run(store, registry, history[:5])
@@ -316,20 +329,32 @@ def test_hash_chains_start_at_genesis_and_link_each_record_to_the_previous(
     try:
         run(store, registry, history[5:])
         run(store, registry, history[2:4])  # duplicates are in the chain too
+        store.save_pathways(pathways, T0)
+        store.record_holidays([date(2026, 3, 3)])
+        store.dead_letter("json", "not JSON", b"\xff", T0)
         with store.engine.connect() as conn:
-            inputs = [
-                r._mapping for r in conn.execute(sa.select(t.inputs).order_by(t.inputs.c.seq))
-            ]
-            audit = [r._mapping for r in conn.execute(sa.select(t.audit).order_by(t.audit.c.id))]
+
+            def rows(table: sa.Table, key: str) -> list[Any]:
+                query = sa.select(table).order_by(table.c[key])
+                return [r._mapping for r in conn.execute(query)]
+
+            chains = {
+                "inputs": (rows(t.inputs, "seq"), INPUT_FIELDS, "seq"),
+                "audit": (rows(t.audit, "id"), AUDIT_FIELDS, "id"),
+                "outbox": (rows(t.outbox, "number"), OUTBOX_FIELDS, "number"),
+                "snapshots": (rows(t.snapshots, "number"), SNAPSHOT_FIELDS, "number"),
+                "pathways": (rows(t.pathway_versions, "number"), PATHWAY_FIELDS, "number"),
+                "holidays": (rows(t.holidays, "number"), HOLIDAY_FIELDS, "number"),
+                "dead_letters": (rows(t.dead_letter_log, "number"), LETTER_FIELDS, "number"),
+            }
             heads = {r.chain: (r.last, r.hash) for r in conn.execute(sa.select(t.chain_heads))}
-        assert inputs[0]["prev_hash"] == GENESIS and audit[0]["prev_hash"] == GENESIS
+        inputs = chains["inputs"][0]
         assert inputs[-1]["kind"] == "duplicate"
-        _assert_chained(inputs, INPUT_FIELDS, "seq")
-        _assert_chained(audit, AUDIT_FIELDS, "id")
-        assert heads == {
-            "inputs": (len(inputs), inputs[-1]["hash"]),
-            "audit": (len(audit), audit[-1]["hash"]),
-        }
+        assert len(chains["snapshots"][0]) == 3  # one per run
+        for name, (chained, fields, key) in chains.items():
+            assert chained and chained[0]["prev_hash"] == GENESIS, name
+            _assert_chained(chained, fields, key)
+            assert heads[name] == (len(chained), chained[-1]["hash"]), name
     finally:
         store.close()
 

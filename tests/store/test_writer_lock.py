@@ -15,6 +15,7 @@ from click.testing import Result
 
 from engine.catalogue import Event
 from engine.core import Registry
+from engine.definition.model import Pathway
 from engine.errors import StoreError
 from engine.runtime.durable import DurableEngine
 from engine.store import Store
@@ -46,18 +47,21 @@ def test_a_second_writer_is_refused_until_the_first_closes(store_url: str) -> No
 
 
 def test_a_writer_that_claims_late_extends_the_chains_from_the_real_heads(
-    store_url: str, registry: Registry, history: list[Event]
+    store_url: str, registry: Registry, pathways: list[Pathway], history: list[Event]
 ) -> None:
     """Opened before another writer appended: claiming re-reads the heads, so the chains stay
     one chain."""
     late = Store.open(store_url)
     early = Store.open(store_url)
     try:
+        early.save_pathways(pathways, history[0].occurred_at)
         DurableEngine(early, registry).submit_many(history[:5])
         early.close()
         DurableEngine(late, registry).submit_many(history[5:])
+        late.snapshot()
         reports = verify(late)
-        assert [r.problem for r in reports] == [None, None]
+        assert [r.problem for r in reports] == [None] * len(reports)
+        assert [r.chain for r in reports][:2] == ["inputs", "audit"]
         assert reports[0].records == len(history) + sum(
             1 for r in late.inputs() if r.kind == "timer"
         )
