@@ -192,12 +192,20 @@ def open_registry(store: Store, pathways: Sequence[object], now: datetime) -> Re
     current = [p for p in pathways if isinstance(p, Pathway)]
     store.save_pathways(current, now)
     registry = Registry.of(current)
+    recorded = store.pathway_hashes()
     for key, file, text in store.pathway_sources():
         if key in registry.by_key:
             continue
         pathway, problems = load_text(file, text)
         if pathway is None:
             raise DefinitionError(problems)
+        if pathway.source_hash != recorded[key]:
+            # the text the instances are pinned to is not the text that was recorded: deciding
+            # with it would change their decisions silently
+            raise StoreError(
+                f"the text of {key} in the store does not match the hash recorded with it: it "
+                "was edited after it was recorded (`carepath audit verify` says more)"
+            )
         from engine.core import compile_pathway
 
         registry.add(compile_pathway(pathway), current=pathway.id not in registry.current)

@@ -33,6 +33,14 @@ class Reads:
             rows = conn.execute(sa.select(t.pathway_versions).order_by(t.pathway_versions.c.key))
             return [(r.key, r.file, r.source_text) for r in rows]
 
+    def pathway_hashes(self) -> dict[str, str]:
+        """key -> the sha256 recorded with the version's text when it was first recorded."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.pathway_versions.c.key, t.pathway_versions.c.source_hash)
+            )
+            return {r.key: r.source_hash for r in rows}
+
     # -- reading state back --------------------------------------------------------------------
 
     def instances(self) -> Iterator[InstanceState]:

@@ -77,6 +77,7 @@ def test_bytes_that_are_not_utf8_are_refused_and_kept_not_replaced(
     (letter,) = letters(service)
     assert letter["id"] == reply.json()["dead_letter"]
     assert "not UTF-8" in letter["reason"]
+    assert letter["payload"] == raw  # the bytes received, not a repaired copy
     assert service.store.known_event_ids(["x1"]) == set()
 
 
@@ -86,7 +87,8 @@ def test_an_hl7_message_that_is_not_text_gets_a_nak(api: tuple[TestClient, Any])
     reply = client.post("/hl7v2", content=raw, headers=auth("ingest"))
     assert reply.status_code == 400
     assert "MSA|AE|CTRL7" in reply.text
-    assert letters(service)[0]["source"] == "hl7v2"
+    (letter,) = letters(service)
+    assert letter["source"] == "hl7v2" and letter["payload"] == raw
 
 
 # -- nesting ---------------------------------------------------------------------------------
