@@ -34,6 +34,6 @@ def test_an_edited_pinned_text_is_refused_at_start(store_url: str) -> None:
         assert edited != text
         conn.execute(t.pathway_versions.update().where(t.pathway_versions.c.key == key)
                      .values(source_text=edited))
-    with pytest.raises(StoreError, match="chf-post-discharge@1 .* does not match the hash"):
+    with pytest.raises(StoreError, match=r"chf-post-discharge@1 .* does not match the hash"):
         open_registry(store, [], NOW)
     store.close()
