@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import json
 import os
@@ -360,7 +361,16 @@ def run_phase(
     for _ in range(requests):
         events = steady.take(per_request, now)
         bodies.append(json.dumps(events[0] if per_request == 1 else events).encode())
-    asyncio.run(open_loop(port, phase, bodies, per_request))
+    # the client's own collector must not pause the schedule (its pauses would count as the
+    # service's latency): what exists now is frozen, and nothing is collected during the phase
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        asyncio.run(open_loop(port, phase, bodies, per_request))
+    finally:
+        gc.enable()
+        gc.unfreeze()
     row = phase.row()
     print(f"    {label:>16} offered {offered:>6,.0f}/s: achieved {row['achieved']:>7,.0f} "
           f"events/s, p50 {row['p50_ms']:>7.1f} ms, p99 {row['p99_ms']:>7.1f} ms, max "

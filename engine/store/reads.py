@@ -18,7 +18,8 @@ from engine.errors import StoreError
 from engine.store import schema as t
 from engine.store.chain import SNAPSHOT_FIELDS, StateDigest, hashed, link, state_hash
 from engine.store.letters import payload_of
-from engine.store.rows import action_order
+from engine.store.rows import action_order, compact_json
+from engine.store.statements import Statements
 
 
 class Reads:
@@ -26,6 +27,7 @@ class Reads:
 
     engine: Engine
     snapshot_seq: int
+    _sql: Statements
 
     def pathway_sources(self) -> list[tuple[str, str, str]]:
         """(key, file, YAML text) of every recorded pathway version."""
@@ -149,24 +151,9 @@ class Reads:
         text), to tell an exact repeat from a different event sent under the same id."""
         if not ids:
             return {}
-        found: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
-                rows = conn.execute(
-                    sa.select(t.inputs.c.input_id, t.inputs.c.payload).where(
-                        t.inputs.c.input_id.in_(chunk),
-                        # The partial index's own condition, spelled out: SQLite uses a
-                        # partial index only when the query repeats its WHERE term (it
-                        # cannot infer it from kind = 'event'), and otherwise scanned the
-                        # whole input log for every group (63 ms per group at 300,000
-                        # inputs, a third of ingest time: bench/ingest_speed.py).
-                        t.inputs.c.kind != "duplicate",
-                        t.inputs.c.kind == "event",
-                    )
-                )
-                found.update((row.input_id, row.payload) for row in rows)
-        return found
+            rows = conn.exec_driver_sql(self._sql.known, (compact_json(list(ids)),))
+            return {input_id: payload for input_id, payload in rows}
 
     def inputs(
         self, *, patient_id: str | None = None, instance_id: str | None = None
