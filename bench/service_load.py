@@ -224,6 +224,7 @@ class Phase:
     latencies: list[float] = field(default_factory=list)  # accepted requests, seconds
     busy_latencies: list[float] = field(default_factory=list)
     took: float = 0.0
+    timer_lag: float = float("nan")
 
     def row(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -372,11 +373,23 @@ def run_phase(
         gc.enable()
         gc.unfreeze()
     row = phase.row()
+    row["timer_lag_s"] = phase.timer_lag = timer_lag(port)
     print(f"    {label:>16} offered {offered:>6,.0f}/s: achieved {row['achieved']:>7,.0f} "
           f"events/s, p50 {row['p50_ms']:>7.1f} ms, p99 {row['p99_ms']:>7.1f} ms, max "
-          f"{row['max_ms']:>7.1f} ms, {phase.busy} x 503, other {phase.other or 'none'} "
-          f"(load {load()})", flush=True)
+          f"{row['max_ms']:>7.1f} ms, {phase.busy} x 503, other {phase.other or 'none'}, "
+          f"timer lag {row['timer_lag_s']:.2f} s (load {load()})", flush=True)
     return phase
+
+
+def timer_lag(port: int) -> float:
+    """carepath_timer_lag_seconds as the service reports it now (how late its latest timers
+    fired, or how overdue the next one is)."""
+    reply = httpx.get(f"http://127.0.0.1:{port}/metrics",
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    for line in reply.text.splitlines():
+        if line.startswith("carepath_timer_lag_seconds "):
+            return float(line.split()[1])
+    return float("nan")
 
 
 # -- timers under a stream with no gap ------------------------------------------------------------
@@ -448,7 +461,9 @@ def writer_rate(kind: str, args: argparse.Namespace, population_size: int) -> fl
         engine = DurableEngine(store, open_registry(store, pathways, datetime.now(UTC)))
         engine.submit_many(enrol)
         clock: list[datetime] = [steady[0].occurred_at]
-        ingestor = Ingestor(engine, lambda: clock[0], tick_seconds=3600)
+        # no admission limits: this measures how fast the writer goes when kept busy
+        ingestor = Ingestor(engine, lambda: clock[0], tick_seconds=3600, max_inflight=10**9,
+                            max_queue_seconds=3600)
         ingestor.start()
         slots = threading.Semaphore(2_000)
         done = threading.Event()

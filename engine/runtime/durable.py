@@ -29,6 +29,9 @@ from engine.store.rows import action_text
 
 log = logging.getLogger("carepath.engine")
 
+#: instance states a flush serializes of a periodic snapshot being prepared (about 20-40 ms)
+SNAPSHOT_SLICE = 250
+
 
 class DurableEngine:
     def __init__(
@@ -165,11 +168,17 @@ class DurableEngine:
                 )
                 log.error("%s", self._broken)
             raise
-        if self.store.last_seq - self.store.snapshot_seq >= self.snapshot_every:
-            try:
-                self.store.snapshot()
-            except StoreError as exc:  # the batch is durable; the next flush tries again
-                log.warning("snapshot not written, will retry: %s", type(exc).__name__)
+        store = self.store
+        try:
+            # a periodic snapshot is prepared a slice per flush and written once whole, so
+            # that no one flush holds the writer (and whoever waits on it) for long
+            due = store.last_seq - store.snapshot_seq >= self.snapshot_every
+            if (store.snapshot_staged or (due and store.begin_snapshot())) and (
+                store.prepare_snapshot(SNAPSHOT_SLICE)
+            ):
+                store.finish_snapshot()
+        except StoreError as exc:  # the batch is durable; the next flush tries again
+            log.warning("snapshot not written, will retry: %s", type(exc).__name__)
         return decided
 
     def close(self) -> None:

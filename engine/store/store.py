@@ -18,6 +18,7 @@ and re-decides the inputs after it (engine.runtime.durable).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
@@ -62,6 +63,8 @@ class Store(Reads):
         self._rows: dict[str, bool] = {}
         #: the writer's: instances changed since the latest snapshot -> (state, last seq)
         self._changed: dict[str, tuple[InstanceState, int]] = {}
+        #: a snapshot being prepared between groups (begin_snapshot)
+        self._staged: _Staged | None = None
 
     def _read_tails(self) -> None:
         with self.engine.connect() as conn:
@@ -98,6 +101,7 @@ class Store(Reads):
             rows = conn.execute(sa.select(t.instances.c.instance_id, t.instances.c.active))
             self._rows = {r.instance_id: bool(r.active) for r in rows}
         self._changed = {}
+        self._staged = None
 
     @classmethod
     def open(cls, url: str, *, schema: str | None = None) -> Store:
@@ -305,8 +309,9 @@ class Store(Reads):
 
     def forget_changes(self) -> None:
         """Drop the states noted since the latest snapshot (the writer is about to re-decide
-        them from the log, then says `changes_complete`)."""
+        them from the log, then says `changes_complete`), and a snapshot being prepared."""
         self._changed = {}
+        self._staged = None
         self._complete = False
 
     def changes_complete(self) -> None:
@@ -315,15 +320,31 @@ class Store(Reads):
 
     def snapshot(self) -> int:
         """Write the state and pending timers of every instance changed since the latest
-        snapshot, as of the last committed input, in one transaction; returns how many.
+        snapshot, as of the last committed input, in one transaction; returns how many. A
+        snapshot being prepared in slices is finished first, then one taken of the rest."""
+        written = 0
+        if self._staged is not None:
+            self.prepare_snapshot()
+            written = self.finish_snapshot()
+        if self.begin_snapshot():
+            self.prepare_snapshot()
+            written += self.finish_snapshot()
+        return written
 
-        The rows are written in instance id order, each page of the instances table once,
-        where writing them with every commit wrote a page (and a timer's) per event. The
-        snapshot's record in its chain carries the digest of every state it holds (those it
-        writes and those earlier ones wrote): the latest one's, less the hashes of the rows it
-        replaces (read back here, one query per 500), plus the new rows' hashes."""
-        if self.snapshot_seq == self.last_seq:
-            return 0
+    @property
+    def snapshot_staged(self) -> bool:
+        """Whether a snapshot is being prepared (`begin_snapshot`)."""
+        return self._staged is not None
+
+    def begin_snapshot(self) -> bool:
+        """Start a snapshot as of the last committed input: set aside the states changed since
+        the latest one (later commits note theirs for the next), to be serialized a slice at a
+        time (`prepare_snapshot`) between the writer's groups and written in one short
+        transaction (`finish_snapshot`). Serializing and hashing 10,000 states holds the writer
+        for most of a second, several under load: in one piece it stalled every request behind
+        it (bench/service_load.py). False if there is nothing to snapshot or one is staged."""
+        if self._staged is not None or self.snapshot_seq == self.last_seq:
+            return False
         if not self._complete:
             # marking a snapshot without every state changed since the last one would make a
             # restart skip the inputs that changed the others
@@ -331,26 +352,57 @@ class Store(Reads):
                 "a snapshot needs every state changed since the latest one (the "
                 "engine's restore notes them)"
             )
-        sql, seq = self._sql, self.last_seq
-        states = sorted(self._changed.items())
-        ids = [instance_id for instance_id, _ in states]
-        rows, hashes = [], []
-        for instance_id, (state, last) in states:
+        self._staged = _Staged(self.last_seq, sorted(self._changed.items()))
+        self._changed = {}
+        return True
+
+    def prepare_snapshot(self, limit: int | None = None) -> bool:
+        """Serialize up to `limit` (all, if None) more of the staged states; True once every
+        one is. The states are the engine's as of the staged input: each decision makes new
+        ones and leaves these unchanged."""
+        staged = self._staged
+        if staged is None:
+            return True
+        stop = len(staged.states) if limit is None else min(len(staged.states),
+                                                             staged.done + limit)
+        for instance_id, (state, last) in staged.states[staged.done : stop]:
             text = compact_json(state.as_dict())
-            hashes.append(state_hash(instance_id, last, text))
-            rows.append((state.active, last, text, seq, hashes[-1], instance_id))
-        timers = [
-            (instance_id, key, to_text(due))
-            for instance_id, (state, _) in states
-            for key, due in sorted(state.timers.items())
-        ]
+            row_hash = state_hash(instance_id, last, text)
+            staged.hashes.append(row_hash)
+            # `active` as the table holds it now: an instance that ended after the staged
+            # input is inactive there already (its exit is in the log), and stays so
+            active = self._rows.get(instance_id, state.active)
+            staged.rows.append((active, last, text, staged.seq, row_hash, instance_id))
+            staged.timers.extend(
+                (instance_id, key, to_text(due)) for key, due in sorted(state.timers.items())
+            )
+        staged.done = stop
+        return stop == len(staged.states)
+
+    def finish_snapshot(self) -> int:
+        """Write the staged snapshot (prepared whole first, if it is not) in one transaction;
+        returns how many states it wrote. On failure the staged states go back to the next
+        snapshot's, and StoreError is raised.
+
+        The rows are written in instance id order, each page of the instances table once,
+        where writing them with every commit wrote a page (and a timer's) per event. The
+        snapshot's record in its chain carries the digest of every state it holds (those it
+        writes and those earlier ones wrote): the latest one's, less the hashes of the rows it
+        replaces (read back here, one query per 500), plus the new rows' hashes."""
+        staged = self._staged
+        if staged is None:
+            return 0
+        self.prepare_snapshot()
+        self._staged = None
+        sql, seq, rows = self._sql, staged.seq, staged.rows
+        ids = [instance_id for instance_id, _ in staged.states]
         number = self.last_snapshot + 1
         try:
             with self.engine.begin() as conn:
                 digest = StateDigest(self.snapshot_digest.value)
                 for replaced in self._held_hashes(conn, ids):
                     digest.remove(replaced)
-                for row_hash in hashes:
+                for row_hash in staged.hashes:
                     digest.add(row_hash)
                 record: dict[str, Any] = {"number": number, "seq": seq, "instances": len(rows)}
                 record["digest"] = digest.hex()
@@ -359,14 +411,15 @@ class Store(Reads):
                 run = partial(sql.run, conn)
                 run(sql.snapshot_instance, rows)
                 run(sql.cancel_timers, [(instance_id,) for instance_id in ids])
-                run(sql.arm_timer, timers)
+                run(sql.arm_timer, staged.timers)
                 run(sql.snapshot, [(seq, len(rows), number, record["digest"], prev, chained)])
                 run(sql.heads, [("snapshots", number, chained)])
         except sa.exc.SQLAlchemyError as exc:
+            # the next snapshot takes these states, unless a later commit changed them again
+            self._changed = {**dict(staged.states), **self._changed}
             raise StoreError(f"could not write a snapshot: {exc}") from exc
         self.snapshot_seq = seq
         self.last_snapshot, self.snapshot_hash, self.snapshot_digest = number, chained, digest
-        self._changed = {}
         return len(rows)
 
     def _held_hashes(self, conn: Connection, instance_ids: Sequence[str]) -> list[str]:
@@ -412,6 +465,18 @@ class Store(Reads):
                 letters.change(conn, letter_id, status, reason, when)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"could not change dead letter {letter_id}: {exc}") from exc
+
+
+@dataclass(slots=True)
+class _Staged:
+    """A snapshot being prepared: the states as of input `seq`, serialized a slice at a time."""
+
+    seq: int
+    states: list[tuple[str, tuple[InstanceState, int]]]  # instance id -> (state, last seq)
+    done: int = 0
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    timers: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _tail(conn: Connection, table: sa.Table, order: sa.Column[Any]) -> tuple[int, str]:
