@@ -172,14 +172,26 @@ class DurableEngine:
         try:
             # a periodic snapshot is prepared a slice per flush and written once whole, so
             # that no one flush holds the writer (and whoever waits on it) for long
+            store.settle_snapshot()  # one written behind, if it is done
             due = store.last_seq - store.snapshot_seq >= self.snapshot_every
-            if (store.snapshot_staged or (due and store.begin_snapshot())) and (
-                store.prepare_snapshot(SNAPSHOT_SLICE)
-            ):
-                store.finish_snapshot()
+            if store.snapshot_staged:
+                if store.snapshot_writing:
+                    pass  # the thread writing it will be done by a later flush
+                elif store.prepare_snapshot(SNAPSHOT_SLICE):
+                    self._write_snapshot()
+            elif due and store.begin_snapshot() and store.prepare_snapshot(SNAPSHOT_SLICE):
+                self._write_snapshot()
         except StoreError as exc:  # the batch is durable; the next flush tries again
             log.warning("snapshot not written, will retry: %s", type(exc).__name__)
         return decided
+
+    def _write_snapshot(self) -> None:
+        """A prepared periodic snapshot: written behind the writer where the database lets
+        transactions run side by side, at once otherwise (Store.write_snapshot_behind)."""
+        if self.store.dialect == "postgresql":
+            self.store.write_snapshot_behind()
+        else:
+            self.store.finish_snapshot()
 
     def close(self) -> None:
         """Snapshot what changed since the latest snapshot (so the next start re-decides

@@ -149,8 +149,10 @@ class Statements:
             # an instance ended since the latest snapshot: its row says so at once; its state
             # (and `last_seq`, the input that last changed that state) wait for the next one
             status=update(t.instances, ["active"], "instance_id"),
+            # `active` is the commits' (a row's, from the commit that created it, changed by
+            # the one that ended it): a snapshot written behind them must not set it back
             snapshot_instance=update(
-                t.instances, ["active", "last_seq", "state", "state_seq", "hash"], "instance_id"
+                t.instances, ["last_seq", "state", "state_seq", "hash"], "instance_id"
             ),
             # a snapshot replaces the timers of each instance it writes
             cancel_timers=delete(t.timers, "instance_id"),

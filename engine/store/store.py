@@ -17,6 +17,8 @@ and re-decides the inputs after it (engine.runtime.durable).
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -51,6 +53,7 @@ from engine.store.rows import Prepared, Recorded, audit_row, compact_json, outbo
 from engine.store.statements import Statements, outbox_fields
 from engine.store.times import to_text
 
+log = logging.getLogger("carepath.store")
 
 class Store(Reads):
     def __init__(self, engine: Engine, schema: str | None = None) -> None:
@@ -116,6 +119,8 @@ class Store(Reads):
         return cls(engine, schema)
 
     def close(self) -> None:
+        if self._staged is not None and self._staged.writing is not None:
+            self._staged.writing.join()  # a snapshot written behind ends, or rolls back
         if self._writer is not None:
             self._writer.release()
             self._writer = None
@@ -310,6 +315,7 @@ class Store(Reads):
     def forget_changes(self) -> None:
         """Drop the states noted since the latest snapshot (the writer is about to re-decide
         them from the log, then says `changes_complete`), and a snapshot being prepared."""
+        self.settle_snapshot(wait=True)
         self._changed = {}
         self._staged = None
         self._complete = False
@@ -318,31 +324,44 @@ class Store(Reads):
         """Every input after the latest snapshot has had its changed states noted."""
         self._complete = True
 
+    # -- snapshots ------------------------------------------------------------------------------
+    #
+    #   begin_snapshot      the states changed since the latest snapshot, set aside as of now
+    #   prepare_snapshot    a slice at a time between the writer's groups: serialized, hashed,
+    #                       the digest brought up to date
+    #   finish_snapshot     written in one transaction; or write_snapshot_behind: on another
+    #                       connection, in a thread, while the writer goes on (PostgreSQL),
+    #                       taken in by settle_snapshot
+    #
+    # In one piece, serializing and writing 10,000 states held the writer for 1.5-3 s under
+    # load: every request behind it waited (p99 over a second, timers 2.7 s late:
+    # bench/service_load.py).
+
     def snapshot(self) -> int:
         """Write the state and pending timers of every instance changed since the latest
-        snapshot, as of the last committed input, in one transaction; returns how many. A
-        snapshot being prepared in slices is finished first, then one taken of the rest."""
-        written = 0
+        snapshot, as of the last committed input; returns how many. A snapshot staged or being
+        written is finished first, then one taken of the rest."""
+        written = self.settle_snapshot(wait=True)
         if self._staged is not None:
-            self.prepare_snapshot()
-            written = self.finish_snapshot()
+            written += self.finish_snapshot()
         if self.begin_snapshot():
-            self.prepare_snapshot()
             written += self.finish_snapshot()
         return written
 
     @property
     def snapshot_staged(self) -> bool:
-        """Whether a snapshot is being prepared (`begin_snapshot`)."""
+        """Whether a snapshot is being prepared or written (`begin_snapshot`)."""
         return self._staged is not None
+
+    @property
+    def snapshot_writing(self) -> bool:
+        """Whether a snapshot is being written behind (`write_snapshot_behind`)."""
+        return self._staged is not None and self._staged.writing is not None
 
     def begin_snapshot(self) -> bool:
         """Start a snapshot as of the last committed input: set aside the states changed since
-        the latest one (later commits note theirs for the next), to be serialized a slice at a
-        time (`prepare_snapshot`) between the writer's groups and written in one short
-        transaction (`finish_snapshot`). Serializing and hashing 10,000 states holds the writer
-        for most of a second, several under load: in one piece it stalled every request behind
-        it (bench/service_load.py). False if there is nothing to snapshot or one is staged."""
+        the latest one (later commits note theirs for the next). False if there is nothing to
+        snapshot or one is under way."""
         if self._staged is not None or self.snapshot_seq == self.last_seq:
             return False
         if not self._complete:
@@ -352,27 +371,35 @@ class Store(Reads):
                 "a snapshot needs every state changed since the latest one (the "
                 "engine's restore notes them)"
             )
-        self._staged = _Staged(self.last_seq, sorted(self._changed.items()))
+        digest = StateDigest(self.snapshot_digest.value)
+        self._staged = _Staged(self.last_seq, sorted(self._changed.items()), digest)
         self._changed = {}
         return True
 
     def prepare_snapshot(self, limit: int | None = None) -> bool:
-        """Serialize up to `limit` (all, if None) more of the staged states; True once every
-        one is. The states are the engine's as of the staged input: each decision makes new
-        ones and leaves these unchanged."""
+        """Serialize and hash up to `limit` (all, if None) more of the staged states, and bring
+        the digest up to date with them (less the hashes of the rows they replace, read back
+        one query per slice); True once every one is. The states are the engine's as of the
+        staged input: each decision makes new ones and leaves these unchanged, and the rows
+        they replace are not touched by commits (those add rows, or flip `active`)."""
         staged = self._staged
-        if staged is None:
+        if staged is None or staged.writing is not None:
             return True
         stop = len(staged.states) if limit is None else min(len(staged.states),
                                                              staged.done + limit)
-        for instance_id, (state, last) in staged.states[staged.done : stop]:
+        part = staged.states[staged.done : stop]
+        if part:
+            with self.engine.connect() as conn:
+                replaced = self._held_hashes(conn, [instance_id for instance_id, _ in part])
+            for row_hash in replaced:
+                staged.digest.remove(row_hash)
+        for instance_id, (state, last) in part:
             text = compact_json(state.as_dict())
             row_hash = state_hash(instance_id, last, text)
-            staged.hashes.append(row_hash)
-            # `active` as the table holds it now: an instance that ended after the staged
-            # input is inactive there already (its exit is in the log), and stays so
-            active = self._rows.get(instance_id, state.active)
-            staged.rows.append((active, last, text, staged.seq, row_hash, instance_id))
+            staged.digest.add(row_hash)
+            # not `active`: the commits keep it (an instance that ended after the staged
+            # input is inactive in the table already, its exit in the log, and stays so)
+            staged.rows.append((last, text, staged.seq, row_hash, instance_id))
             staged.timers.extend(
                 (instance_id, key, to_text(due)) for key, due in sorted(state.timers.items())
             )
@@ -382,32 +409,69 @@ class Store(Reads):
     def finish_snapshot(self) -> int:
         """Write the staged snapshot (prepared whole first, if it is not) in one transaction;
         returns how many states it wrote. On failure the staged states go back to the next
-        snapshot's, and StoreError is raised.
-
-        The rows are written in instance id order, each page of the instances table once,
-        where writing them with every commit wrote a page (and a timer's) per event. The
-        snapshot's record in its chain carries the digest of every state it holds (those it
-        writes and those earlier ones wrote): the latest one's, less the hashes of the rows it
-        replaces (read back here, one query per 500), plus the new rows' hashes."""
-        staged = self._staged
-        if staged is None:
+        snapshot's, and StoreError is raised."""
+        if self._staged is None:
             return 0
         self.prepare_snapshot()
+        staged, self._staged = self._staged, None
+        try:
+            done = self._write_snapshot(staged)
+        except StoreError:
+            self._unstage(staged)
+            raise
+        return self._written(staged, done)
+
+    def write_snapshot_behind(self) -> None:
+        """Write the staged (and wholly prepared) snapshot on a connection of its own, in a
+        thread, while the writer goes on committing groups; `settle_snapshot` takes the result
+        in. For PostgreSQL, whose transactions run side by side (the snapshot's rows are not
+        the commits' but for an instance ending meanwhile, whose commit then waits for it);
+        SQLite has one writer at a time, so there `finish_snapshot` is as fast."""
+        staged = self._staged
+        assert staged is not None and staged.done == len(staged.states)
+        outcome: list[tuple[str, str, StateDigest] | BaseException] = []
+
+        def write() -> None:
+            try:
+                outcome.append(self._write_snapshot(staged))
+            except BaseException as exc:  # taken in (and raised) by settle_snapshot
+                outcome.append(exc)
+
+        staged.outcome = outcome
+        staged.writing = threading.Thread(target=write, name="carepath-snapshot", daemon=True)
+        staged.writing.start()
+
+    def settle_snapshot(self, *, wait: bool = False) -> int:
+        """Take in a snapshot written behind, if it is done (or once done, `wait`): returns how
+        many states it wrote (0 if none was written, or it is still being written). One that
+        failed puts its states back into the next snapshot's (the log still has it all)."""
+        staged = self._staged
+        if staged is None or staged.writing is None:
+            return 0
+        if wait:
+            staged.writing.join()
+        elif staged.writing.is_alive():
+            return 0
         self._staged = None
+        (result,) = staged.outcome
+        if isinstance(result, BaseException):
+            self._unstage(staged)
+            log.warning("snapshot not written, will retry: %s", type(result).__name__)
+            return 0
+        return self._written(staged, result)
+
+    def _write_snapshot(self, staged: _Staged) -> tuple[str, str, StateDigest]:
+        """The staged snapshot's transaction: its rows, its timers, its chain record. Touches
+        nothing of the writer's: the heads move in `_written`."""
         sql, seq, rows = self._sql, staged.seq, staged.rows
         ids = [instance_id for instance_id, _ in staged.states]
         number = self.last_snapshot + 1
+        record: dict[str, Any] = {"number": number, "seq": seq, "instances": len(rows)}
+        record["digest"] = staged.digest.hex()
+        prev = self.snapshot_hash
+        chained = link(prev, hashed(record, SNAPSHOT_FIELDS))
         try:
             with self.engine.begin() as conn:
-                digest = StateDigest(self.snapshot_digest.value)
-                for replaced in self._held_hashes(conn, ids):
-                    digest.remove(replaced)
-                for row_hash in staged.hashes:
-                    digest.add(row_hash)
-                record: dict[str, Any] = {"number": number, "seq": seq, "instances": len(rows)}
-                record["digest"] = digest.hex()
-                prev = self.snapshot_hash
-                chained = link(prev, hashed(record, SNAPSHOT_FIELDS))
                 run = partial(sql.run, conn)
                 run(sql.snapshot_instance, rows)
                 run(sql.cancel_timers, [(instance_id,) for instance_id in ids])
@@ -415,12 +479,18 @@ class Store(Reads):
                 run(sql.snapshot, [(seq, len(rows), number, record["digest"], prev, chained)])
                 run(sql.heads, [("snapshots", number, chained)])
         except sa.exc.SQLAlchemyError as exc:
-            # the next snapshot takes these states, unless a later commit changed them again
-            self._changed = {**dict(staged.states), **self._changed}
             raise StoreError(f"could not write a snapshot: {exc}") from exc
-        self.snapshot_seq = seq
-        self.last_snapshot, self.snapshot_hash, self.snapshot_digest = number, chained, digest
-        return len(rows)
+        return str(number), chained, staged.digest
+
+    def _written(self, staged: _Staged, done: tuple[str, str, StateDigest]) -> int:
+        number, chained, digest = done
+        self.snapshot_seq = staged.seq
+        self.last_snapshot, self.snapshot_hash, self.snapshot_digest = int(number), chained, digest
+        return len(staged.rows)
+
+    def _unstage(self, staged: _Staged) -> None:
+        """The next snapshot takes these states, unless a later commit changed them again."""
+        self._changed = {**dict(staged.states), **self._changed}
 
     def _held_hashes(self, conn: Connection, instance_ids: Sequence[str]) -> list[str]:
         """The hashes of the rows among `instance_ids` the latest snapshot holds."""
@@ -469,14 +539,17 @@ class Store(Reads):
 
 @dataclass(slots=True)
 class _Staged:
-    """A snapshot being prepared: the states as of input `seq`, serialized a slice at a time."""
+    """A snapshot under way: the states as of input `seq`, serialized a slice at a time, the
+    digest of every state it will hold, and (written behind) the thread writing it."""
 
     seq: int
     states: list[tuple[str, tuple[InstanceState, int]]]  # instance id -> (state, last seq)
+    digest: StateDigest
     done: int = 0
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    hashes: list[str] = field(default_factory=list)
     timers: list[tuple[str, str, str]] = field(default_factory=list)
+    writing: threading.Thread | None = None
+    outcome: list[Any] = field(default_factory=list)
 
 
 def _tail(conn: Connection, table: sa.Table, order: sa.Column[Any]) -> tuple[int, str]:

@@ -140,6 +140,7 @@ def test_snapshots_are_taken_every_n_inputs_and_hold_the_engines_states(
     engine = DurableEngine(store, registry, snapshot_every=4)
     for event in history:
         engine.submit_many([event])
+        store.settle_snapshot(wait=True)  # PostgreSQL's is written behind the writer
         assert store.last_seq - store.snapshot_seq < 4
     with store.engine.connect() as conn:
         taken = list(conn.execute(sa.select(t.snapshots.c.seq)).scalars())
