@@ -1,7 +1,8 @@
 """`carepath serve` under open-loop load over HTTP, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/service_load.py [--stores sqlite postgresql] [--instances 10000]
-        [--rates 250 500 1000 2000] [--seconds 20] [--modes single batch]
+        [--rates 250 500 1000 2000 4000] [--batch-rates 1000 2000 4000 8000] [--seconds 20]
+        [--modes single batch] [--settle 15]
         [--timer-seconds 60] [--dispatch] [--source DIR] [--json FILE]
 
 For each store: a fresh store, and `carepath serve` started on it as a separate process (with
@@ -16,8 +17,10 @@ docs/benchmarks.md). `--instances` patients enrol through POST /events (batches 
    means the events are decided and committed: POST-to-decision. Printed per phase: achieved
    events/s (accepted, over the phase and its tail), p50/p99/max of the accepted requests'
    times, how many were answered 503 (resend later) and anything else.
-2. Capacity: the best achieved rate of the `single` phases; one more `single` phase at half of
-   it, whose p99 is the figure the target is about.
+2. Capacity: the best achieved rate of the `single` phases; after `--settle` seconds of quiet
+   (what the overload phases left, a snapshot being written, the database's checkpoint and
+   vacuum, is not what half the capacity costs), one more `single` phase at half of it, whose
+   p99 is the figure the target is about.
 3. Timers under a stream with no gap: for `--timer-seconds`, one-event POSTs of weights an hour
    old at half the capacity, while missing-weights timers of 40 extra patients (enrolled with a
    discharge back-dated so that each timer falls due during the phase) come due. Read back from
@@ -525,6 +528,9 @@ def one_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     singles.append(phase)
         if singles:
             capacity = max(p.row()["achieved"] for p in singles)
+            # after the overload phases, a pause: what they left (a snapshot being written,
+            # the database's own checkpoint and vacuum) is not what half the capacity costs
+            time.sleep(args.settle)
             half = run_phase(service.port, steady, "single at half", capacity / 2,
                              args.seconds, 1)
             result["capacity"] = capacity
@@ -574,7 +580,7 @@ def main() -> int:
     parser.add_argument("--stores", nargs="+", choices=("sqlite", "postgresql"),
                         default=["sqlite", "postgresql"])
     parser.add_argument("--instances", type=int, default=10_000)
-    parser.add_argument("--rates", nargs="+", type=float, default=[250, 500, 1000, 2000],
+    parser.add_argument("--rates", nargs="+", type=float, default=[250, 500, 1000, 2000, 4000],
                         help="events/s offered in one-event POSTs")
     parser.add_argument("--batch-rates", nargs="+", type=float,
                         default=[1000, 2000, 4000, 8000], help="events/s offered in batches")
@@ -582,6 +588,8 @@ def main() -> int:
                         default=["single", "batch"])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--timer-seconds", type=float, default=60)
+    parser.add_argument("--settle", type=float, default=15,
+                        help="seconds of quiet before the phase at half the capacity")
     parser.add_argument("--writer-events", type=int, default=20_000)
     parser.add_argument("--dispatch", action="store_true", help="run the outbox dispatcher too")
     parser.add_argument("--source", help="run the service from this checkout (before/after)")
