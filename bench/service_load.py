@@ -11,7 +11,7 @@ docs/benchmarks.md). `--instances` patients enrol through POST /events (batches 
 
 1. Open-loop phases. For each mode (`single`: one event per POST; `batch`: 100 events per POST)
    and each offered rate (events/s), requests are sent on schedule whatever the answers do
-   (keep-alive connections from a pool that grows as needed, up to 512: a request never waits
+   (keep-alive connections from a pool that grows as needed, up to 4,096: a request never waits
    for an earlier one's answer), for `--seconds`. Each is timed from when it was due to be sent
    to its answer (so a client held back by a slow server is counted, not hidden), and a 202
    means the events are decided and committed: POST-to-decision. Printed per phase: achieved
@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TOKEN = "bench-ingest-token"
 BATCH = 100
-MAX_CONNECTIONS = 512
+MAX_CONNECTIONS = 4096
 TIMER_PATIENTS = 40
 TICK_SECONDS = 1.0
 BEFORE = (100.0, 226.0)  # one-event POSTs/s before this issue (issue 10's figures)

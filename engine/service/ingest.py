@@ -84,7 +84,7 @@ class Ingestor:
         tick_seconds: float = 1.0,
         on_decided: Callable[[list[Decision]], None] | None = None,
         max_inflight: int = 10_000,
-        max_queue_seconds: float = 0.5,
+        max_queue_seconds: float = 0.25,
     ) -> None:
         self.engine = engine
         self.clock = clock

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     max_inflight_events: int = Field(5_000, ge=1)
     # how long a request may wait (to be read, or in the writer's queue) before new ones are
     # answered "send again later": what keeps the answers of those taken fast under overload
-    max_queue_seconds: float = Field(0.5, gt=0)
+    max_queue_seconds: float = Field(0.25, gt=0)
     # what Retry-After says, in seconds
     retry_after_seconds: int = Field(1, ge=1)
     # the largest request body taken (a whole-patient FHIR Bundle fits); past it, HTTP 413
