@@ -55,6 +55,10 @@ def wall_clock() -> datetime:
 
 
 class Intake:
+    def overloaded(self) -> bool:
+        """Whether the event loop is so far behind that new requests must be turned away."""
+        return self.lag > self.service.settings.max_queue_seconds
+
     def __init__(self, service: Service, clock: Callable[[], datetime] = wall_clock) -> None:
         self.service = service
         self.clock = clock
@@ -69,15 +73,16 @@ class Intake:
             start = loop.time()
             await asyncio.sleep(every)
             late = loop.time() - start - every
-            # up at once, down gently: one quick turn does not mean the backlog is gone
-            self.lag = late if late > self.lag else self.lag * 0.8 + late * 0.2
+            # up at once, down over about half a second: one quick turn of the loop does not
+            # mean the backlog is gone
+            self.lag = late if late > self.lag else self.lag * 0.96 + late * 0.04
 
     async def take(
         self, source: str, raw: bytes, decode: Decode[T], parse: Parse[T]
     ) -> Taken:
         """Decode `raw` (not well-formed: refused, 400), parse its events (not acceptable:
         refused, 422) and record them."""
-        if self.lag > self.service.settings.max_queue_seconds:
+        if self.overloaded():
             # the event loop itself is behind (more requests than it can parse): refusing
             # before any work is what lets it catch up
             self.service.metrics.busy.labels(source).inc()

@@ -312,3 +312,15 @@ def test_an_event_loop_that_has_fallen_behind_turns_requests_away(
     reply = client.post("/events", json=discharge("lagged"), headers=auth("ingest"))
     assert reply.status_code == 503 and reply.headers["retry-after"] == "1"
     assert service.store.known_event_ids(["lagged"]) == set()
+
+
+def test_an_overloaded_loop_turns_ingest_away_before_reading_it(
+    api: tuple[TestClient, Any],
+) -> None:
+    client, service = api
+    service.intake.lag = 1e9
+    # not even the token is looked at: a refusal must cost next to nothing
+    reply = client.post("/fhir", content=b"x" * 1000)
+    assert reply.status_code == 503 and reply.headers["retry-after"] == "1"
+    assert client.get("/healthz").status_code == 200  # the rest of the API still answers
+    assert service.store.dead_letters() == []
