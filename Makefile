@@ -27,7 +27,7 @@ test: $(STAMP)
 # Every benchmark (several minutes; figures and targets in docs/benchmarks.md). Runs them all,
 # then fails if any missed its target.
 bench: $(STAMP)
-	@status=0; for b in validate_speed rules_speed core_speed ingest_speed dispatch_speed; do \
+	@status=0; for b in validate_speed rules_speed core_speed ingest_speed dispatch_speed service_load; do \
 		echo "== bench/$$b.py"; $(PY) bench/$$b.py || status=1; done; exit $$status
 
 # Re-pin every dependency after changing pyproject.toml.

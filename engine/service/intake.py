@@ -73,9 +73,9 @@ class Intake:
             start = loop.time()
             await asyncio.sleep(every)
             late = loop.time() - start - every
-            # up at once, down over about half a second: one quick turn of the loop does not
-            # mean the backlog is gone
-            self.lag = late if late > self.lag else self.lag * 0.96 + late * 0.04
+            # up at once, down gently (over about a tenth of a second: slower, and a flood
+            # kept it refusing long after the backlog was gone, bench/service_load.py)
+            self.lag = late if late > self.lag else self.lag * 0.8 + late * 0.2
 
     async def take(
         self, source: str, raw: bytes, decode: Decode[T], parse: Parse[T]
